@@ -1,0 +1,130 @@
+//! The command line: the soak (`crasher NUM [OPTION]...`) and one
+//! subcommand per tool, each owned by its crate.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::exit;
+use crate::soak::{self, SoakArgs};
+
+const ABOUT: &str = "Chaos-testing harness for streaming clusters: does your cluster lose, \
+duplicate or reorder data when its workers crash, restart, join, leave or stall?";
+
+const LONG_HELP: &str = "\
+Run a soak with `crasher NUM [OPTION]...`: start a sink, NUM workers and one
+feeder per key, then crash, restart, grow and shrink while checking,
+continuously, that each key's committed output is a byte-exact prefix of its
+input. At the first violation every process is stopped (SIGSTOP) for a
+debugger; --on-failure kill tears down instead.
+
+Options (the original master-crasher.sh's words):
+  crash-sink            crash and restart the sink every 10-25 s
+  crashN, crashN.slow   crash and restart worker N (0 = initializer) every few
+                        seconds, or about every 2 minutes with .slow
+  crash-source          crash and restart feeders
+  pause                 SIGSTOP a random worker for 1-10 s, then SIGCONT
+  grow, shrink, grow-and-shrink
+                        join and/or remove workers at random
+  no-ack-progress, no-registry-progress, no-sanity, no-clean-old-gzip-files
+                        switch a check off
+  run_custom1 run_custom2 run_custom4 run_custom5 run_custom3006
+  run_custom_crashsink_crash0_overlap
+                        the original's one-off scenarios
+
+Glyphs: `,` sanity round; cS/rS sink crash/restart; cN/rN worker N
+crash/restart; :cN :s skipped (gate closed); cfK/rfK feeder K crash/restart;
+pN/uN worker N paused/resumed; {AP} ack progress; {RP} registry progress;
+`Join workerN.` / `Shrink workerN`.
+
+Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
+3 verdict unknown.
+
+Example:
+  crasher 4 crash1 grow --duration 10m --on-failure kill
+  crasher 2 crash0 crash-sink --input-bytes 200000 --rate 0";
+
+/// The `crasher` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "crasher",
+    version,
+    about = ABOUT,
+    long_about = None,
+    after_long_help = LONG_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// A tool instead of a soak.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The soak's words and options.
+    #[command(flatten)]
+    pub soak: SoakArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write one input file per routing key (`DIR/input-file.K.txt`).
+    CreateInputFiles(verify::cli::CreateInputFilesArgs),
+    /// Remove the input files written by create-input-files.
+    DeleteInputFiles(verify::cli::DeleteInputFilesArgs),
+    /// Check that a key's committed sink output is a byte-exact prefix of its input.
+    Verify(verify::cli::VerifyArgs),
+    /// Run the 2PC sink that workers commit their output to.
+    Sink(sink::cli::SinkArgs),
+    /// Feed one line file to a worker over connector protocol v3.
+    Feed(feeders::cli::FeedArgs),
+    /// Send fixed-size length-framed messages over plain TCP (TCP mode source).
+    Blast(feeders::cli::BlastArgs),
+    /// Append whatever arrives over plain TCP to a file (TCP mode sink).
+    Receive(feeders::cli::ReceiveArgs),
+    /// Publish one line file to a NATS JetStream subject, each line once (msg-id dedup).
+    NatsFeed(nats::cli::FeedArgs),
+    /// Commit a NATS JetStream stream to sink output files through a durable consumer.
+    NatsSink(nats::cli::SinkArgs),
+    /// Run one worker of the built-in reference cluster (what the
+    /// `passthrough` profile starts; same options as the `passthrough` binary).
+    Passthrough(passthrough::cli::Args),
+    /// Run a recipe (a single scenario) in iterations; --list shows them.
+    Recipe(crate::recipe::RecipeArgs),
+    /// Show a run at a glance: processes, cluster, per-key progress, verification.
+    Status(crate::ops::StatusArgs),
+    /// Stop every process of a run and delete its state and output (inputs are kept).
+    Reset(crate::ops::ResetArgs),
+    /// Post-mortem of a run's logs (plain and .gz): failure signatures, ranked, next to the faults before them.
+    Triage(triage::cli::TriageArgs),
+    /// List past runs from their run.json: id, start, verdict, duration, arguments.
+    Runs(triage::cli::RunsArgs),
+    /// Write a self-contained HTML report of a run: verdict, fault timeline, progress, throughput.
+    Report(triage::cli::ReportArgs),
+}
+
+/// Runs the soak or the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None if cli.soak.words.is_empty() => {
+            let _ = Cli::command().print_help();
+            eprintln!("\ncrasher: give NUM (workers) for a soak, or a subcommand");
+            Ok(ExitCode::from(exit::USAGE))
+        }
+        None => soak::run(cli.soak),
+        Some(Command::CreateInputFiles(a)) => verify::cli::run_create(a),
+        Some(Command::DeleteInputFiles(a)) => verify::cli::run_delete(a),
+        Some(Command::Verify(a)) => verify::cli::run_verify(a),
+        Some(Command::Sink(a)) => sink::cli::run(a),
+        Some(Command::Feed(a)) => feeders::cli::run_feed(a),
+        Some(Command::Blast(a)) => feeders::cli::run_blast(a),
+        Some(Command::Receive(a)) => feeders::cli::run_receive(a),
+        Some(Command::NatsFeed(a)) => nats::cli::run_feed(a),
+        Some(Command::NatsSink(a)) => nats::cli::run_sink(a),
+        Some(Command::Passthrough(a)) => Ok(passthrough::main_with(a)),
+        Some(Command::Recipe(a)) => crate::recipe::run(a),
+        Some(Command::Status(a)) => crate::ops::status(a),
+        Some(Command::Reset(a)) => crate::ops::reset(a),
+        Some(Command::Triage(a)) => triage::cli::run_triage(a),
+        Some(Command::Runs(a)) => triage::cli::run_runs(a),
+        Some(Command::Report(a)) => triage::cli::run_report(a),
+    }
+}

@@ -1,0 +1,56 @@
+//! crasher: a chaos-testing harness for streaming clusters.
+//!
+//! The binary is thin; [`main_impl`] parses the command line, sets up
+//! tracing and dispatches to the crate that owns each subcommand.
+//!
+//! Exit codes, shared by every subcommand (see [`exit`]): 0 the property
+//! holds, 1 a violation was found, 2 usage or environment error, 3 verdict
+//! unknown.
+
+pub mod cli;
+pub mod exit;
+pub mod ops;
+pub mod recipe;
+pub mod soak;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Entry point of the `crasher` binary.
+pub fn main_impl() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::HOLDS
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(cli::Command::Passthrough(args)) = cli.command {
+        // A worker logs the way the `passthrough` binary does.
+        return passthrough::main_with(args);
+    }
+    init_tracing();
+    match cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crasher: error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CRASHER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

@@ -1,0 +1,720 @@
+//! The process table of a run: sink, workers and feeders, started from the
+//! profile's templates, crashed, restarted, paused and torn down.
+//!
+//! Every process gets `CRASHER_RUN_ID`, its own process group and a log in
+//! the run directory. Their process-group ids are also kept in a global
+//! registry so that a panic or a fatal signal in crasher can still kill
+//! them all ([`kill_all_registered`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use procs::{describe_status, Proc, RUN_ID_VAR};
+
+use super::ports::PortBlock;
+use super::profile::{Profile, Vars};
+use super::rundir::RunDir;
+use super::spec::worker_name;
+
+static REGISTRY: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn register(pid: u32) {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid as i32);
+}
+
+fn unregister(pid: u32) {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(pid as i32));
+}
+
+/// SIGKILLs every process group crasher started and has not reaped: the
+/// last resort of the panic hook and of a second Ctrl-C.
+pub fn kill_all_registered() {
+    let pids: Vec<i32> = REGISTRY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    for pid in pids {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGCONT);
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// A process of the run with its role.
+#[derive(Debug)]
+pub struct Member {
+    proc: Proc,
+    /// How many times it was (re)started.
+    pub starts: u32,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        unregister(self.proc.pid());
+    }
+}
+
+/// How a worker is being started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Part of the initial cluster.
+    Initial,
+    /// Restart after a crash: recovers from its resilience directory.
+    Restart,
+    /// Joins the running cluster.
+    Join,
+}
+
+/// Something that died, seen by [`Cluster::reap`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Death {
+    /// `sink`, a worker name, or `feeder.K`.
+    pub who: String,
+    /// `exit N` or `signal N (SIGX)`.
+    pub status: String,
+    /// Whether it exited with status 0.
+    pub success: bool,
+}
+
+/// A cluster-level failure to act.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A template could not be filled.
+    #[error("profile {profile}: {message}")]
+    Template {
+        /// Profile origin.
+        profile: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A program is missing.
+    #[error("{role} program {program:?} not found: build it (`cargo build --release --workspace`) or set its path in the profile or CRASHER_WORKER_PROGRAM")]
+    Missing {
+        /// Role.
+        role: &'static str,
+        /// Program.
+        program: String,
+    },
+    /// Starting a process failed.
+    #[error(transparent)]
+    Proc(#[from] procs::ProcError),
+    /// Not running when asked to crash it.
+    #[error("Error: worker {0} is not running")]
+    NotRunning(String),
+    /// File system.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Settings of the run that processes are started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Input file per key.
+    pub inputs: BTreeMap<String, PathBuf>,
+    /// Feeder rate, bytes per second (0 = unthrottled).
+    pub rate: u64,
+    /// Initial number of workers.
+    pub worker_count: usize,
+    /// Bug switch for the reference workers.
+    pub inject: Option<String>,
+}
+
+/// The processes of a run.
+pub struct Cluster {
+    profile: Profile,
+    run: RunDir,
+    ports: PortBlock,
+    settings: Settings,
+    crasher: PathBuf,
+    sink: Option<Member>,
+    workers: BTreeMap<usize, Member>,
+    feeders: BTreeMap<String, Member>,
+    /// Workers expected to be cluster members now.
+    members: BTreeSet<usize>,
+    /// Feeders that finished their file (exit 0).
+    done_feeders: BTreeSet<String>,
+}
+
+impl Cluster {
+    /// A cluster with nothing started yet.
+    pub fn new(
+        profile: Profile,
+        run: RunDir,
+        ports: PortBlock,
+        settings: Settings,
+    ) -> io::Result<Cluster> {
+        Ok(Cluster {
+            profile,
+            run,
+            ports,
+            settings,
+            crasher: std::env::current_exe()?,
+            sink: None,
+            workers: BTreeMap::new(),
+            feeders: BTreeMap::new(),
+            members: BTreeSet::new(),
+            done_feeders: BTreeSet::new(),
+        })
+    }
+
+    /// The profile in use.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    /// The run settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn port(&self, worker: usize, offset: u16) -> u16 {
+        self.ports
+            .port(self.profile.ports.stride * worker as u16 + offset)
+    }
+
+    fn addr(port: u16) -> String {
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The sink's address.
+    pub fn sink_addr(&self) -> String {
+        Self::addr(self.ports.port(self.profile.ports.sink))
+    }
+
+    /// Worker `i`'s external query address.
+    pub fn external_addr(&self, i: usize) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port(i, self.profile.ports.external)))
+    }
+
+    /// Ports of worker `i` by role, for the manifest and status.
+    pub fn worker_ports(&self, i: usize) -> BTreeMap<&'static str, u16> {
+        let p = &self.profile.ports;
+        let mut m = BTreeMap::new();
+        m.insert("in", self.port(i, p.source));
+        m.insert("external", self.port(i, p.external));
+        if i == 0 {
+            m.insert("control", self.port(0, p.control));
+            m.insert("data", self.port(0, p.data));
+        } else {
+            m.insert("my_control", self.port(i, p.my_control));
+            m.insert("my_data", self.port(i, p.my_data));
+        }
+        m
+    }
+
+    fn base_vars(&self) -> Vars {
+        let p = &self.profile.ports;
+        let mut v = Vars::default();
+        v.set("crasher", self.crasher.display().to_string())
+            .set("run_dir", self.run.root().display().to_string())
+            .set("run_id", self.run.id())
+            .set("sink", self.sink_addr())
+            .set("sink_prefix", self.run.sink_prefix().display().to_string())
+            .set("sink_dir", self.run.sink_dir().display().to_string())
+            .set("initializer_in", Self::addr(self.port(0, p.source)))
+            .set("initializer_control", Self::addr(self.port(0, p.control)))
+            .set("initializer_data", Self::addr(self.port(0, p.data)))
+            .set("initializer_external", Self::addr(self.port(0, p.external)))
+            .set("worker_count", self.settings.worker_count.to_string())
+            .set("rate", self.settings.rate.to_string())
+            .set(
+                "checkpoint_interval",
+                self.profile.worker.checkpoint_interval.clone(),
+            )
+            .set("inject", self.settings.inject.clone().unwrap_or_default())
+            .set("routes", self.peer_list(p.control, "nats-route://"))
+            .set("servers", self.peer_list(p.source, "nats://"));
+        v
+    }
+
+    /// `scheme127.0.0.1:P,...` for role `offset` of every initial worker.
+    fn peer_list(&self, offset: u16, scheme: &str) -> String {
+        (0..self.settings.worker_count)
+            .map(|i| format!("{scheme}127.0.0.1:{}", self.port(i, offset)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn fill(&self, vars: &Vars, t: &[String]) -> Result<Vec<String>, ClusterError> {
+        vars.fill_all(t).map_err(|message| ClusterError::Template {
+            profile: self.profile.origin.clone(),
+            message,
+        })
+    }
+
+    fn resolve(
+        &self,
+        role: &'static str,
+        program: &str,
+        search: &[String],
+    ) -> Result<PathBuf, ClusterError> {
+        if program == "{crasher}" {
+            return Ok(self.crasher.clone());
+        }
+        let missing = || ClusterError::Missing {
+            role,
+            program: program.to_owned(),
+        };
+        if program.contains('/') {
+            let p = PathBuf::from(program);
+            return if p.is_file() { Ok(p) } else { Err(missing()) };
+        }
+        if let Some(p) = search
+            .iter()
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.is_file())
+        {
+            return Ok(p);
+        }
+        if let Some(p) = self
+            .crasher
+            .parent()
+            .map(|d| d.join(program))
+            .filter(|p| p.is_file())
+        {
+            return Ok(p);
+        }
+        if let Some(p) = procs::sibling_binary(program) {
+            return Ok(p);
+        }
+        std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(program))
+                    .find(|p| p.is_file())
+            })
+            .ok_or_else(missing)
+    }
+
+    fn spawn(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Member, ClusterError> {
+        let mut cmd = Command::new(program);
+        cmd.args(args).env(RUN_ID_VAR, self.run.id());
+        let proc = Proc::spawn(name, cmd, log)?;
+        register(proc.pid());
+        Ok(Member { proc, starts: 1 })
+    }
+
+    /// Starts (or restarts) the sink.
+    pub fn start_sink(&mut self) -> Result<(), ClusterError> {
+        let program = self.resolve(
+            "sink",
+            &self.profile.sink.program,
+            &self.profile.sink.search_paths,
+        )?;
+        let args = self.fill(&self.base_vars(), &self.profile.sink.args.clone())?;
+        let starts = self.sink.as_ref().map_or(0, |m| m.starts);
+        let mut m = self.spawn("sink", &program, &args, &self.run.sink_log())?;
+        m.starts += starts;
+        self.sink = Some(m);
+        self.save_state();
+        Ok(())
+    }
+
+    /// SIGKILLs the sink and reaps it.
+    pub fn crash_sink(&mut self) -> Result<(), ClusterError> {
+        kill_running(self.sink.as_mut(), "sink".into())
+    }
+
+    /// Starts worker `i` as `how`.
+    pub fn start_worker(&mut self, i: usize, how: Start) -> Result<(), ClusterError> {
+        let name = worker_name(i);
+        let p = self.profile.ports.clone();
+        let w = self.profile.worker.clone();
+        let mut v = self.base_vars();
+        v.set("name", name.clone())
+            .set("index", i.to_string())
+            .set("state", self.run.worker_state(&name).display().to_string())
+            .set("in", Self::addr(self.port(i, p.source)))
+            .set("external", Self::addr(self.port(i, p.external)))
+            .set("control", Self::addr(self.port(i, p.control)))
+            .set("data", Self::addr(self.port(i, p.data)))
+            .set("my_control", Self::addr(self.port(i, p.my_control)))
+            .set("my_data", Self::addr(self.port(i, p.my_data)));
+        fs::create_dir_all(self.run.worker_state(&name))?;
+        let mut templates = w.args.clone();
+        templates.extend(if i == 0 {
+            w.initializer_args.clone()
+        } else {
+            w.member_args.clone()
+        });
+        if how == Start::Join {
+            templates.extend(w.join_args.clone());
+        }
+        if self.settings.inject.is_some() {
+            templates.extend(w.inject_args.clone());
+        }
+        let args = self.fill(&v, &templates)?;
+        let program = self.resolve("worker", &w.program, &w.search_paths)?;
+        let starts = self.workers.get(&i).map_or(0, |m| m.starts);
+        let mut m = self.spawn(&name, &program, &args, &self.run.worker_log(&name))?;
+        m.starts += starts;
+        self.workers.insert(i, m);
+        self.members.insert(i);
+        self.save_state();
+        Ok(())
+    }
+
+    /// SIGKILLs worker `i`; fails if it is not running (it died by itself).
+    pub fn crash_worker(&mut self, i: usize) -> Result<(), ClusterError> {
+        kill_running(self.workers.get_mut(&i), worker_name(i))
+    }
+
+    /// Moves worker `i`'s log aside as `NAME.<epoch-ms>.log` (one timestamp,
+    /// so no rename race) and returns it for compression.
+    pub fn rotate_worker_log(&self, i: usize) -> Option<PathBuf> {
+        let name = worker_name(i);
+        let log = self.run.worker_log(&name);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let aside = self.run.logs_dir().join(format!("{name}.{ms}.log"));
+        fs::rename(&log, &aside).ok().map(|()| aside)
+    }
+
+    /// Marks worker `i` as no longer a member (after a shrink) and forgets it.
+    pub fn forget_worker(&mut self, i: usize) {
+        self.members.remove(&i);
+        if let Some(mut m) = self.workers.remove(&i) {
+            let _ = m.proc.terminate(Duration::from_secs(2));
+        }
+        self.save_state();
+    }
+
+    /// Rewrites `state.json` from the process table (best effort: a failure
+    /// to write it never stops the run).
+    pub fn save_state(&self) {
+        let mut processes = BTreeMap::new();
+        let me = std::process::id();
+        processes.insert(
+            "supervisor".to_owned(),
+            super::state::record("supervisor", me, 1, BTreeMap::new()),
+        );
+        if let Some(m) = &self.sink {
+            let mut ports = BTreeMap::new();
+            ports.insert(
+                "listen".to_owned(),
+                self.ports.port(self.profile.ports.sink),
+            );
+            processes.insert(
+                "sink".to_owned(),
+                super::state::record("sink", m.proc.pid(), m.starts, ports),
+            );
+        }
+        for (i, m) in &self.workers {
+            let ports = self
+                .worker_ports(*i)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            processes.insert(
+                worker_name(*i),
+                super::state::record("worker", m.proc.pid(), m.starts, ports),
+            );
+        }
+        for (k, m) in &self.feeders {
+            processes.insert(
+                format!("feeder.{k}"),
+                super::state::record("feeder", m.proc.pid(), m.starts, BTreeMap::new()),
+            );
+        }
+        let st = super::state::RunState {
+            run_id: self.run.id().to_owned(),
+            run_dir: self.run.root().to_owned(),
+            profile: self.profile.origin.clone(),
+            port_base: self.ports.base(),
+            worker_count: self.settings.worker_count,
+            rate: self.settings.rate,
+            inject: self.settings.inject.clone(),
+            inputs: self.settings.inputs.clone(),
+            members: self.members.iter().copied().collect(),
+            sink: self.sink_addr(),
+            processes,
+        };
+        let _ = st.write();
+    }
+
+    /// Current expected members.
+    pub fn members(&self) -> &BTreeSet<usize> {
+        &self.members
+    }
+
+    /// Whether worker `i` is running now.
+    pub fn worker_running(&mut self, i: usize) -> bool {
+        self.workers
+            .get_mut(&i)
+            .is_some_and(|m| m.proc.is_running())
+    }
+
+    /// Starts the feeder of `key`.
+    pub fn start_feeder(&mut self, key: &str) -> Result<(), ClusterError> {
+        let input = self.settings.inputs.get(key).cloned().unwrap_or_default();
+        let mut v = self.base_vars();
+        v.set("key", key.to_owned())
+            .set("input", input.display().to_string())
+            .set("status", self.run.feeder_status(key).display().to_string())
+            .set("log", self.run.feeder_log(key).display().to_string());
+        let args = self.fill(&v, &self.profile.feeder.args.clone())?;
+        let program = self.resolve(
+            "feeder",
+            &self.profile.feeder.program,
+            &self.profile.feeder.search_paths,
+        )?;
+        let starts = self.feeders.get(key).map_or(0, |m| m.starts);
+        let mut m = self.spawn(
+            &format!("feeder.{key}"),
+            &program,
+            &args,
+            &self.run.feeder_log(key),
+        )?;
+        m.starts += starts;
+        self.feeders.insert(key.to_owned(), m);
+        self.save_state();
+        Ok(())
+    }
+
+    /// SIGKILLs the feeder of `key`.
+    pub fn crash_feeder(&mut self, key: &str) -> Result<(), ClusterError> {
+        kill_running(self.feeders.get_mut(key), format!("feeder.{key}"))
+    }
+
+    /// Keys whose feeder finished its file.
+    pub fn done_feeders(&self) -> &BTreeSet<String> {
+        &self.done_feeders
+    }
+
+    /// Keys whose feeder is not running and not done (to be restarted).
+    pub fn idle_feeders(&mut self) -> Vec<String> {
+        let keys: Vec<String> = self.settings.inputs.keys().cloned().collect();
+        keys.into_iter()
+            .filter(|k| !self.done_feeders.contains(k))
+            .filter(|k| !self.feeders.get_mut(k).is_some_and(|m| m.proc.is_running()))
+            .collect()
+    }
+
+    /// Reaps whatever exited since the last call and reports it. A feeder
+    /// that exited 0 is recorded as done.
+    /// Processes for which `skip(name)` holds are left alone: a loop is
+    /// acting on them and will account for their exit itself.
+    pub fn reap(&mut self, skip: impl Fn(&str) -> bool) -> Vec<Death> {
+        let mut out = Vec::new();
+        let check = |who: String, m: &mut Member, seen: &mut Vec<Death>| {
+            if skip(&who) {
+                return;
+            }
+            if let Ok(Some(st)) = m.proc.try_wait() {
+                unregister(m.proc.pid());
+                seen.push(Death {
+                    who,
+                    status: describe_status(st),
+                    success: st.success(),
+                });
+            }
+        };
+        let mut gone = Vec::new();
+        if let Some(m) = self.sink.as_mut() {
+            check("sink".into(), m, &mut gone);
+        }
+        if !gone.is_empty() {
+            self.sink = None;
+        }
+        out.append(&mut gone);
+        for (i, m) in self.workers.iter_mut() {
+            check(worker_name(*i), m, &mut gone);
+        }
+        for d in &gone {
+            if let Some(i) = super::spec::worker_index(&d.who) {
+                self.workers.remove(&i);
+            }
+        }
+        out.append(&mut gone);
+        for (k, m) in self.feeders.iter_mut() {
+            check(format!("feeder.{k}"), m, &mut gone);
+        }
+        for d in &gone {
+            let key = d.who.trim_start_matches("feeder.").to_owned();
+            if d.success {
+                self.done_feeders.insert(key.clone());
+            }
+            self.feeders.remove(&key);
+        }
+        out.append(&mut gone);
+        if !out.is_empty() {
+            self.save_state();
+        }
+        out
+    }
+
+    /// Every live process: (role, name, pid).
+    pub fn processes(&self) -> Vec<(&'static str, String, u32)> {
+        let mut v = Vec::new();
+        if let Some(m) = &self.sink {
+            v.push(("sink", "sink".to_owned(), m.proc.pid()));
+        }
+        for (i, m) in &self.workers {
+            v.push(("worker", worker_name(*i), m.proc.pid()));
+        }
+        for (k, m) in &self.feeders {
+            v.push(("feeder", format!("feeder.{k}"), m.proc.pid()));
+        }
+        v
+    }
+
+    /// Sends `sig` to worker `i`'s process group.
+    pub fn signal_worker(&self, i: usize, sig: Signal) {
+        if let Some(m) = self.workers.get(&i) {
+            let _ = m.proc.signal(sig);
+        }
+    }
+
+    /// Sends `sig` to every process group of the run.
+    pub fn signal_all(&self, sig: Signal) {
+        let members = self
+            .sink
+            .iter()
+            .chain(self.workers.values())
+            .chain(self.feeders.values());
+        for m in members {
+            let _ = m.proc.signal(sig);
+        }
+    }
+
+    /// Stops every process: SIGTERM, a grace period, then SIGKILL; all reaped.
+    pub fn teardown(&mut self, grace: Duration) {
+        self.signal_all(Signal::SIGCONT);
+        self.signal_all(Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + grace;
+        let all_gone = |c: &mut Cluster| {
+            c.sink
+                .iter_mut()
+                .chain(c.workers.values_mut())
+                .chain(c.feeders.values_mut())
+                .all(|m| !m.proc.is_running())
+        };
+        procs::wait_until(deadline, || all_gone(self));
+        self.sink = None;
+        self.workers.clear();
+        self.feeders.clear();
+    }
+}
+
+/// SIGKILLs a member that is running; an absent or exited one is an error
+/// (it died by itself).
+fn kill_running(m: Option<&mut Member>, who: String) -> Result<(), ClusterError> {
+    match m {
+        Some(m) => {
+            if !m.proc.is_running() {
+                return Err(ClusterError::NotRunning(who));
+            }
+            m.proc.kill()?;
+            Ok(())
+        }
+        None => Err(ClusterError::NotRunning(who)),
+    }
+}
+
+/// Compresses a rotated log to `.gz` and removes the plain file.
+pub fn gzip_file(path: &Path) -> io::Result<PathBuf> {
+    use flate2::write::GzEncoder;
+    let gz = path.with_extension("gz");
+    let tmp = gz.with_extension("gz.tmp");
+    {
+        let mut input = fs::File::open(path)?;
+        let mut enc = GzEncoder::new(fs::File::create(&tmp)?, flate2::Compression::fast());
+        io::copy(&mut input, &mut enc)?;
+        enc.finish()?.sync_all()?;
+    }
+    fs::rename(&tmp, &gz)?;
+    fs::remove_file(path)?;
+    Ok(gz)
+}
+
+/// Deletes all but the `keep` newest rotated `.gz` logs of each worker.
+pub fn clean_old_gz(logs: &Path, keep: usize) -> io::Result<usize> {
+    let mut by_worker: BTreeMap<String, Vec<(u128, PathBuf)>> = BTreeMap::new();
+    for e in fs::read_dir(logs)? {
+        let p = e?.path();
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".gz") else {
+            continue;
+        };
+        let Some((who, ts)) = stem.rsplit_once('.') else {
+            continue;
+        };
+        if let Ok(ts) = ts.parse::<u128>() {
+            by_worker.entry(who.to_owned()).or_default().push((ts, p));
+        }
+    }
+    let mut removed = 0;
+    for (_, mut files) in by_worker {
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (_, p) in files.into_iter().skip(keep) {
+            fs::remove_file(p)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_gz_logs_beyond_five_per_worker_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        for ts in 1..=8u32 {
+            fs::write(t.path().join(format!("worker1.{ts}.gz")), b"x").unwrap();
+            fs::write(t.path().join(format!("initializer.{ts}.gz")), b"x").unwrap();
+        }
+        fs::write(t.path().join("worker1.log"), b"x").unwrap();
+        assert_eq!(clean_old_gz(t.path(), 5).unwrap(), 6);
+        assert!(t.path().join("worker1.8.gz").exists());
+        assert!(t.path().join("worker1.4.gz").exists());
+        assert!(!t.path().join("worker1.3.gz").exists());
+        assert!(t.path().join("worker1.log").exists());
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("w.123.log");
+        fs::write(&p, b"hello\n").unwrap();
+        let gz = gzip_file(&p).unwrap();
+        assert!(!p.exists());
+        let mut s = String::new();
+        flate2::read::MultiGzDecoder::new(fs::File::open(gz).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "hello\n");
+    }
+}

@@ -1,0 +1,130 @@
+//! The run's voice: terse progress glyphs on stdout, the same plus full
+//! messages in `run.log`, and a timeline of events for the run record.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How many trailing glyph characters the pause manifest keeps.
+const TAIL: usize = 400;
+
+/// One thing that happened, at a time relative to the start of the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// What kind: `glyph`, `message`, `crash`, `restart`, `join`, `shrink`, `pause`, `violation`...
+    pub kind: String,
+    /// The text printed or a short description.
+    pub text: String,
+}
+
+struct Inner {
+    log: Option<File>,
+    tail: String,
+    events: Vec<Event>,
+    at_line_start: bool,
+}
+
+/// The output of a run; shared by every loop.
+pub struct Glyphs {
+    start: Instant,
+    inner: Mutex<Inner>,
+    quiet: bool,
+}
+
+impl Glyphs {
+    /// Output to stdout (unless `quiet`) and to `run_log`.
+    pub fn new(run_log: &Path, quiet: bool) -> io::Result<Glyphs> {
+        Ok(Glyphs {
+            start: Instant::now(),
+            inner: Mutex::new(Inner {
+                log: Some(File::create(run_log)?),
+                tail: String::new(),
+                events: Vec::new(),
+                at_line_start: true,
+            }),
+            quiet,
+        })
+    }
+
+    /// Seconds since the run started.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn emit(&self, text: &str, kind: &str, newline: bool) {
+        let t = self.elapsed();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = String::new();
+        if newline && !g.at_line_start {
+            s.push('\n');
+        }
+        s.push_str(text);
+        if newline {
+            s.push('\n');
+        }
+        g.at_line_start = s.ends_with('\n');
+        if !self.quiet {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(s.as_bytes());
+            let _ = out.flush();
+        }
+        if let Some(f) = g.log.as_mut() {
+            let _ = f.write_all(s.as_bytes());
+        }
+        g.tail.push_str(text);
+        if g.tail.len() > TAIL {
+            let cut = g.tail.len() - TAIL;
+            let cut = (cut..g.tail.len())
+                .find(|&i| g.tail.is_char_boundary(i))
+                .unwrap_or(0);
+            g.tail.drain(..cut);
+        }
+        g.events.push(Event {
+            t,
+            kind: kind.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+
+    /// A glyph: printed with no newline, like the original's `echo -n`.
+    pub fn glyph(&self, g: &str) {
+        self.emit(g, "glyph", false);
+    }
+
+    /// A glyph that also marks a fault event of `kind` in the timeline.
+    pub fn event(&self, kind: &str, g: &str) {
+        self.emit(g, kind, false);
+    }
+
+    /// A whole line (starting on a fresh line).
+    pub fn line(&self, text: &str) {
+        self.emit(text, "message", true);
+    }
+
+    /// A whole line recorded with an event kind (e.g. `violation`).
+    pub fn line_as(&self, kind: &str, text: &str) {
+        self.emit(text, kind, true);
+    }
+
+    /// The last glyphs printed, for the pause manifest.
+    pub fn tail(&self) -> String {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tail
+            .clone()
+    }
+
+    /// A copy of the timeline.
+    pub fn events(&self) -> Vec<Event> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .events
+            .clone()
+    }
+}

@@ -1,0 +1,610 @@
+//! The soak: `crasher NUM [options...]`.
+//!
+//! Starts a sink, a cluster and one feeder per key in ordered stages, runs
+//! the fault and check loops side by side, and stops at the first outcome:
+//! every key committed and acked (exit 0), the duration reached (exit 0), a
+//! violation (the world is paused, or torn down with `--on-failure kill`;
+//! exit 1), an environment error (exit 2), or nothing concluded (exit 3).
+
+pub mod cluster;
+pub mod glyphs;
+pub mod harness;
+pub mod loops;
+pub mod ports;
+pub mod profile;
+pub mod query;
+pub mod record;
+pub mod rundir;
+pub mod sanity;
+pub mod spec;
+pub mod state;
+pub mod timings;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinSet;
+
+use crate::exit;
+use cluster::{Cluster, Settings, Start};
+use glyphs::Glyphs;
+use harness::{Harness, OnFailure, Outcome};
+use ports::PortBlock;
+use profile::{Mode, Profile};
+use rundir::RunDir;
+use spec::SoakSpec;
+use timings::{secs, Timings};
+
+/// Options of a soak, besides the positional words.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// NUM (workers at start, 1-10) then options: crash-sink, crashN,
+    /// crashN.slow, crash-source, pause, grow, shrink, grow-and-shrink,
+    /// no-ack-progress, no-registry-progress, no-sanity,
+    /// no-clean-old-gzip-files, run_customX.
+    #[arg(value_name = "NUM [OPTION]...")]
+    pub words: Vec<String>,
+    /// Environment profile: a TOML file, a name in env/, or a built-in
+    /// (passthrough, tcp).
+    #[arg(
+        long = "env",
+        env = "CRASHER_ENV",
+        default_value = "passthrough",
+        value_name = "PROFILE"
+    )]
+    pub profile: String,
+    /// Routing keys, one input file and feeder each.
+    #[arg(
+        long,
+        env = "CRASHER_KEYS",
+        default_value = "A,B,C,D,E,F,G,H,I,J",
+        value_delimiter = ','
+    )]
+    pub keys: Vec<String>,
+    /// Source bytes per key (the input file is about 3.1 times larger).
+    #[arg(long, env = "CRASHER_INPUT_BYTES", default_value_t = 4_000_000)]
+    pub input_bytes: u64,
+    /// Feeder rate in bytes per second, per feeder (0 = unthrottled).
+    #[arg(long, env = "CRASHER_RATE", default_value_t = 66_000)]
+    pub rate: u64,
+    /// Stop after this long with a verdict (e.g. 30s, 10m, 2h); default: run
+    /// until every key is done or a check fails.
+    #[arg(long, env = "CRASHER_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Seed of every random choice (fault schedule and input data).
+    #[arg(long, env = "CRASHER_SEED")]
+    pub seed: Option<u64>,
+    /// At a violation: pause every process (for a debugger) or kill them all.
+    #[arg(long, env = "CRASHER_ON_FAILURE", value_enum, default_value = "pause")]
+    pub on_failure: OnFailure,
+    /// This run's directory (default: RUNS/<run-id>).
+    #[arg(long, env = "CRASHER_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Where runs and cached input files live.
+    #[arg(long, env = "CRASHER_RUNS", default_value = "crasher-runs")]
+    pub runs: PathBuf,
+    /// Bug to switch on in the reference workers (passthrough --inject).
+    #[arg(long, env = "CRASHER_INJECT")]
+    pub inject: Option<String>,
+    /// Override a loop timing: NAME=SECONDS (repeatable, or comma-separated).
+    #[arg(long = "timing", env = "CRASHER_TIMINGS", value_name = "NAME=SECONDS")]
+    pub timings: Vec<String>,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 2h"))?;
+    let mult = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(n * mult).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Runs a soak to its verdict.
+pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
+    let spec = match SoakSpec::parse(&args.words) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crasher: {e}");
+            eprintln!("usage: crasher NUM [OPTION]...   (see `crasher --help`)");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    let profile = Profile::load(&args.profile)?;
+    if (spec.grow || spec.shrink || !spec.customs.is_empty()) && !profile.capabilities.grow {
+        eprintln!(
+            "crasher: profile {} cannot grow or shrink its cluster (capabilities.grow = false)",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let mut timings = Timings::default();
+    timings.apply(&args.timings).map_err(anyhow::Error::msg)?;
+    for k in &args.keys {
+        if k.len() != 1 || !k.as_bytes()[0].is_ascii_alphanumeric() {
+            anyhow::bail!("--keys: {k:?} is not a single letter or digit");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = rt.block_on(soak(args, spec, profile, timings))?;
+    rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(code)
+}
+
+fn loop_names(spec: &SoakSpec, mode: Mode) -> Vec<String> {
+    let mut v = Vec::new();
+    if spec.crash_sink {
+        v.push("RUN: run_crash_sink_loop".to_owned());
+    }
+    for c in &spec.crash_workers {
+        v.push(format!(
+            "RUN: run_crash_worker_loop {}{}",
+            c.index,
+            if c.slow { " slow" } else { "" }
+        ));
+    }
+    if spec.crash_source {
+        v.push("RUN: run_crash_source_loop".to_owned());
+    }
+    if spec.pause {
+        v.push("RUN: run_pause_loop".to_owned());
+    }
+    if spec.grow || spec.shrink {
+        let arg = match (spec.grow, spec.shrink) {
+            (true, true) => "grow-and-shrink",
+            (true, false) => "grow",
+            _ => "shrink",
+        };
+        v.push(format!("RUN: run_grow_shrink_loop {arg}"));
+    }
+    for c in &spec.customs {
+        v.push(format!("RUN: {c}"));
+    }
+    let checks = [
+        (
+            spec.no_ack_progress || mode == Mode::Tcp,
+            "run_ack_progress_loop",
+        ),
+        (
+            spec.no_registry_progress || mode == Mode::Tcp,
+            "run_registry_progress_loop",
+        ),
+        (spec.no_sanity, "run_sanity_loop"),
+        (spec.no_clean_old_gzip_files, "run_clean_old_gzip_files"),
+    ];
+    for (off, name) in checks {
+        v.push(format!("{}RUN: {name}", if off { "NO " } else { "" }));
+    }
+    v
+}
+
+/// A harness ready to start a cluster: run directory, output, inputs,
+/// ports and the process table, shared by the soak and the recipes.
+pub struct Prepared {
+    /// The shared state of the run.
+    pub h: Arc<Harness>,
+    /// Input file per key.
+    pub inputs: BTreeMap<String, PathBuf>,
+    /// Ctrl-C / SIGTERM counter.
+    pub interrupts: tokio::sync::watch::Receiver<u32>,
+}
+
+/// Sets up a run: run directory, transcript, input files (created when
+/// missing), a port block and the (empty) process table.
+pub async fn prepare(
+    args: &SoakArgs,
+    spec: &SoakSpec,
+    profile: Profile,
+    timings: Timings,
+) -> anyhow::Result<Prepared> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let run_id = rundir::new_run_id();
+    let run = RunDir::create(&args.runs, args.run_dir.as_deref(), &run_id).with_context(|| {
+        format!(
+            "cannot create the run directory under {}",
+            args.runs.display()
+        )
+    })?;
+    let out = Glyphs::new(&run.run_log(), false)?;
+    out.line(&format!("Run {run_id} in {}", run.root().display()));
+    out.line(&format!(
+        "Seed: {seed} (replay the fault schedule with --seed {seed}); profile: {} ({})",
+        profile.name, profile.origin
+    ));
+
+    // Stage: input files.
+    let tcp = profile.mode == Mode::Tcp;
+    let input_dir = args.runs.join("inputs").join(format!(
+        "bytes{}-seed{}{}",
+        args.input_bytes,
+        seed_for_inputs(args),
+        if tcp { "-tcp" } else { "" }
+    ));
+    let inputs = ensure_inputs(&input_dir, args, tcp).await?;
+
+    let ports = PortBlock::allocate(profile.ports.block)?;
+    let settings = Settings {
+        inputs: inputs.clone(),
+        rate: args.rate,
+        worker_count: spec.workers,
+        inject: args.inject.clone(),
+    };
+    let cluster = Cluster::new(profile, run.clone(), ports, settings)?;
+    let mut gate = BTreeSet::new();
+    if spec.crash_sink {
+        gate.insert("sink".to_owned());
+    }
+    for c in &spec.crash_workers {
+        gate.insert(c.index.to_string());
+    }
+    let h = Arc::new(Harness::new(
+        cluster,
+        out,
+        timings,
+        seed,
+        args.on_failure,
+        gate,
+    ));
+    install_panic_hook();
+    let interrupts = watch_interrupts();
+    Ok(Prepared {
+        h,
+        inputs,
+        interrupts,
+    })
+}
+
+async fn soak(
+    args: SoakArgs,
+    spec: SoakSpec,
+    profile: Profile,
+    timings: Timings,
+) -> anyhow::Result<ExitCode> {
+    let mode = profile.mode;
+    let Prepared {
+        h,
+        inputs,
+        mut interrupts,
+    } = prepare(&args, &spec, profile, timings).await?;
+    let rec = record::Recorder::start(&h);
+    tokio::spawn(record::sample_loop(rec.clone(), h.clone()));
+
+    let start = Instant::now();
+    let startup = tokio::select! {
+        r = start_up(&h, &spec) => r,
+        _ = interrupted(&mut interrupts) => Err(Outcome::Interrupted),
+    };
+    if let Err(outcome) = startup {
+        h.finish(outcome);
+        return Ok(conclude(&h, &args, &spec, &inputs, start, &mut interrupts).await);
+    }
+    for l in loop_names(&spec, mode) {
+        h.out.line(&l);
+    }
+    h.out.line(&format!("Start time: {}", unix_ms()));
+    h.out.line("Done, yay ... waiting");
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(loops::monitor(h.clone()));
+    let keys: Vec<String> = inputs.keys().cloned().collect();
+    if spec.crash_sink {
+        tasks.spawn(loops::crash_sink(h.clone()));
+    }
+    for c in &spec.crash_workers {
+        tasks.spawn(loops::crash_worker(h.clone(), c.index, c.slow));
+    }
+    if spec.crash_source {
+        tasks.spawn(loops::crash_source(h.clone(), keys.clone()));
+    }
+    if spec.pause {
+        tasks.spawn(loops::pause(h.clone()));
+    }
+    if spec.grow || spec.shrink {
+        tasks.spawn(loops::grow_shrink(h.clone(), spec.grow, spec.shrink));
+    }
+    for c in &spec.customs {
+        tasks.spawn(sanity::custom(h.clone(), c.clone()));
+    }
+    if !spec.no_ack_progress && mode == Mode::Connector {
+        tasks.spawn(loops::ack_progress(h.clone(), keys.clone()));
+    }
+    if !spec.no_registry_progress && mode == Mode::Connector {
+        tasks.spawn(loops::registry_progress(h.clone(), keys.clone()));
+    }
+    if !spec.no_clean_old_gzip_files {
+        tasks.spawn(loops::clean_old_gzip_files(h.clone()));
+    }
+    if !spec.no_sanity {
+        let s = sanity::Sanity::new(&h, &inputs, mode)?;
+        rec.watch(s.progress());
+        tasks.spawn(s.run(h.clone()));
+    }
+
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    tokio::select! {
+        _ = wait_outcome(&h) => {}
+        _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+            h.finish(Outcome::DurationReached);
+        }
+        _ = interrupted(&mut interrupts) => h.finish(Outcome::Interrupted),
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Ok(conclude(&h, &args, &spec, &inputs, start, &mut interrupts).await)
+}
+
+fn seed_for_inputs(args: &SoakArgs) -> u64 {
+    // Input data is part of the run's reproducible state, but regenerating
+    // 124 MB per run is wasteful: inputs use the seed only when one is given.
+    args.seed.unwrap_or(0)
+}
+
+async fn ensure_inputs(
+    dir: &std::path::Path,
+    args: &SoakArgs,
+    tcp: bool,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let spec = verify::input::InputSpec {
+        keys: args.keys.iter().map(|k| k.as_bytes()[0]).collect(),
+        source_bytes: args.input_bytes,
+        seed: seed_for_inputs(args),
+        tcp,
+    };
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<String, PathBuf>> {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut out = BTreeMap::new();
+        let mut missing = false;
+        for &k in &spec.keys {
+            let p = dir.join(verify::input::input_file_name(k));
+            missing |= !p.is_file();
+            out.insert((k as char).to_string(), p);
+        }
+        if missing {
+            verify::input::write_input_files(&dir, &spec)
+                .with_context(|| format!("cannot create input files in {}", dir.display()))?;
+        }
+        Ok(out)
+    })
+    .await?
+}
+
+/// Starts sink, initializer, workers and feeders in stages and waits for
+/// readiness.
+pub async fn start_up(h: &Arc<Harness>, spec: &SoakSpec) -> Result<(), Outcome> {
+    let env = |e: cluster::ClusterError| Outcome::Environment(e.to_string());
+    let t = &h.timings;
+    // Stage: sink, before any worker (the original's GH #3123).
+    h.cluster().start_sink().map_err(env)?;
+    let sink_addr = h.cluster().sink_addr();
+    wait_accepting(&sink_addr, Duration::from_secs(10))
+        .await
+        .map_err(|e| Outcome::Unknown(format!("the sink never listened on {sink_addr}: {e}")))?;
+    // Stage: initializer.
+    h.cluster().start_worker(0, Start::Initial).map_err(env)?;
+    let init = h.cluster().external_addr(0);
+    wait_accepting(&init.to_string(), secs(t.startup_ready))
+        .await
+        .map_err(|e| Outcome::Unknown(format!("the initializer never listened on {init}: {e}")))?;
+    // Stage: the other workers, together.
+    for i in 1..spec.workers {
+        h.cluster().start_worker(i, Start::Initial).map_err(env)?;
+    }
+    // Stage: readiness.
+    let ready = loops::poll_all_ready(h, secs(t.startup_ready)).await;
+    match ready {
+        Ok(msg) if msg.matches(',').count() + 1 == spec.workers => {
+            h.out.line(&format!("Cluster {msg}"))
+        }
+        Ok(msg) => {
+            return Err(Outcome::Unknown(format!(
+                "cluster ready with the wrong members: {msg}"
+            )))
+        }
+        Err(e) => {
+            return Err(Outcome::Unknown(format!(
+                "the cluster did not become ready within {}s: {e}",
+                t.startup_ready
+            )))
+        }
+    }
+    // Stage: feeders.
+    let keys: Vec<String> = h.cluster().settings().inputs.keys().cloned().collect();
+    for k in keys {
+        h.cluster().start_feeder(&k).map_err(env)?;
+    }
+    Ok(())
+}
+
+async fn wait_accepting(addr: &str, limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn wait_outcome(h: &Harness) {
+    loop {
+        let notified = h.done.notified();
+        if h.finished() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Counts SIGINT and SIGTERM: the first asks for a graceful teardown
+/// (seen through the returned receiver); a second kills every process of
+/// the run at once and exits.
+fn watch_interrupts() -> tokio::sync::watch::Receiver<u32> {
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut n = 0u32;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            n += 1;
+            let _ = tx.send(n);
+            if n >= 2 {
+                cluster::kill_all_registered();
+                eprintln!("crasher: second interrupt: killed every process of the run");
+                std::process::exit(i32::from(exit::UNKNOWN));
+            }
+        }
+    });
+    rx
+}
+
+/// Resolves once Ctrl-C or SIGTERM has been received.
+pub async fn interrupted(rx: &mut tokio::sync::watch::Receiver<u32>) {
+    if rx.wait_for(|n| *n >= 1).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        cluster::kill_all_registered();
+        prev(info);
+    }));
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+async fn conclude(
+    h: &Arc<Harness>,
+    args: &SoakArgs,
+    spec: &SoakSpec,
+    inputs: &BTreeMap<String, PathBuf>,
+    start: Instant,
+    interrupts: &mut tokio::sync::watch::Receiver<u32>,
+) -> ExitCode {
+    let (outcome, decided) = h
+        .outcome()
+        .unwrap_or((Outcome::Interrupted, Instant::now()));
+    let print_duration = || {
+        h.out.line(&format!("End time: {}", unix_ms()));
+        h.out
+            .line(&format!("Duration: {}", start.elapsed().as_millis()));
+    };
+    let code = match &outcome {
+        Outcome::Violation { check, diagnosis } => {
+            h.out
+                .line_as("violation", &format!("VIOLATION ({check}): {diagnosis}"));
+            if h.on_failure == OnFailure::Pause {
+                let stopped_ms = sanity::wait_all_stopped(h, decided);
+                h.out.line_as("pause", "Pause the world!");
+                print_duration();
+                let manifest = sanity::write_manifest(h, args, check, diagnosis, stopped_ms);
+                match manifest {
+                    Ok(p) => h.out.line(&format!(
+                        "Every process of the run is stopped (SIGSTOP, {stopped_ms:.1} ms after detection). Manifest: {}\n\
+                         Attach a debugger now (pids in the manifest). Ctrl-C or SIGTERM here kills them all and exits 1.",
+                        p.display()
+                    )),
+                    Err(e) => h.out.line(&format!("cannot write the pause manifest: {e}")),
+                }
+                interrupted(interrupts).await;
+            } else {
+                print_duration();
+            }
+            exit::VIOLATION
+        }
+        Outcome::Success(msg) => {
+            h.out.line(msg);
+            print_duration();
+            exit::HOLDS
+        }
+        Outcome::DurationReached => {
+            let summary = sanity::final_summary(h, inputs).await;
+            h.out.line(&summary.text);
+            print_duration();
+            let c = &h.counters;
+            let mut never = Vec::new();
+            if spec.crash_sink && c.sink_crashes.load(Ordering::Relaxed) == 0 {
+                never.push("crash-sink");
+            }
+            if !spec.crash_workers.is_empty() && c.worker_crashes.load(Ordering::Relaxed) == 0 {
+                never.push("crashN");
+            }
+            if spec.crash_source && c.feeder_crashes.load(Ordering::Relaxed) == 0 {
+                never.push("crash-source");
+            }
+            if let Some(v) = summary.violation {
+                h.out
+                    .line_as("violation", &format!("VIOLATION (sanity): {v}"));
+                exit::VIOLATION
+            } else if !never.is_empty() {
+                h.out.line(&format!(
+                    "Verdict unknown: requested faults never fired: {}",
+                    never.join(", ")
+                ));
+                exit::UNKNOWN
+            } else if summary.verified_bytes == 0 && !spec.no_sanity {
+                h.out
+                    .line("Verdict unknown: nothing was committed, so nothing was verified");
+                exit::UNKNOWN
+            } else {
+                h.out.line("Duration reached with no violation.");
+                exit::HOLDS
+            }
+        }
+        Outcome::Unknown(why) => {
+            h.out.line(&format!("Verdict unknown: {why}"));
+            print_duration();
+            exit::UNKNOWN
+        }
+        Outcome::Environment(why) => {
+            h.out.line(&format!("Environment error: {why}"));
+            print_duration();
+            exit::USAGE
+        }
+        Outcome::Interrupted => {
+            h.out.line("Interrupted: tearing down (verdict unknown).");
+            exit::UNKNOWN
+        }
+    };
+    record::finish(h, code);
+    tokio::task::block_in_place(|| h.cluster().teardown(Duration::from_secs(2)));
+    ExitCode::from(code)
+}

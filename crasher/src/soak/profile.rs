@@ -1,0 +1,369 @@
+//! Environment profiles: how to start, address and feed a cluster.
+//!
+//! A profile is a TOML file (see `env/`). Argument lists are templates whose
+//! `{placeholders}` are filled per process (see [`Vars`]). The built-in
+//! profiles are compiled in, so `crasher 4` needs no files at all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The profiles shipped with crasher, by name.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("passthrough", include_str!("../../../env/passthrough.toml")),
+    ("tcp", include_str!("../../../env/tcp.toml")),
+    (
+        "nats-jetstream",
+        include_str!("../../../env/nats-jetstream.toml"),
+    ),
+];
+
+/// Whether the system speaks the connector protocol (full verification) or
+/// plain TCP (no 2PC, so no verification or ack progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Connector protocol v3 sources, 2PC sink.
+    Connector,
+    /// Plain TCP.
+    Tcp,
+}
+
+/// A parsed profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Short name.
+    pub name: String,
+    /// One line for `--help` and the run record.
+    pub description: String,
+    /// Protocol family.
+    pub mode: Mode,
+    /// Port layout.
+    pub ports: Ports,
+    /// How workers are started.
+    pub worker: WorkerCmd,
+    /// How the sink is started.
+    pub sink: Cmd,
+    /// How a feeder is started.
+    pub feeder: Cmd,
+    /// How readiness of a worker is decided.
+    #[serde(default)]
+    pub readiness: Readiness,
+    /// Which faults and topology changes the system supports.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// What the verifier expects of committed output.
+    #[serde(default)]
+    pub verify_mode: VerifyMode,
+    /// Where the profile came from (file path or `builtin:NAME`).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// How the supervisor decides that a worker is ready.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Readiness {
+    /// `external`: the external query API says `processing_messages`;
+    /// `healthz`: `GET /healthz` on the `external` port answers 200.
+    #[serde(default)]
+    pub kind: ReadinessKind,
+}
+
+/// See [`Readiness`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadinessKind {
+    /// Cluster-status query (id 9) on the external port.
+    #[default]
+    External,
+    /// HTTP `GET /healthz` on the external port returns 200.
+    Healthz,
+}
+
+/// What a system supports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Workers can join and be shrunk away at run time.
+    #[serde(default = "yes")]
+    pub grow: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities { grow: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The guarantee the committed output is checked against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// Exact prefix: loss, duplicate, reorder are all violations.
+    #[default]
+    ExactlyOnce,
+    /// Duplicates of already-committed lines are counted, not violations.
+    AtLeastOnce,
+}
+
+/// Port layout of a run: worker N's port for a role is
+/// `base + stride * N + offset`; the sink's is `base + sink`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    /// Ports claimed per run.
+    pub block: u16,
+    /// Ports per worker.
+    pub stride: u16,
+    /// Source listener offset.
+    #[serde(rename = "in")]
+    pub source: u16,
+    /// Initializer control offset.
+    pub control: u16,
+    /// Initializer data offset.
+    pub data: u16,
+    /// External query offset.
+    pub external: u16,
+    /// Member control offset.
+    pub my_control: u16,
+    /// Member data offset.
+    pub my_data: u16,
+    /// Sink offset from the base.
+    pub sink: u16,
+}
+
+/// A program and its argument template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cmd {
+    /// Program: a path, a name on `PATH` or beside crasher, or `{crasher}`.
+    pub program: String,
+    /// Argument templates.
+    pub args: Vec<String>,
+    /// Extra folders to look for `program` in, before `PATH`.
+    #[serde(default)]
+    pub search_paths: Vec<String>,
+}
+
+/// How workers are started: common arguments plus role-specific ones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerCmd {
+    /// Program.
+    pub program: String,
+    /// Extra folders to look for `program` in, before `PATH`.
+    #[serde(default)]
+    pub search_paths: Vec<String>,
+    /// Arguments every worker gets.
+    pub args: Vec<String>,
+    /// Added for the initializer.
+    pub initializer_args: Vec<String>,
+    /// Added for every other worker.
+    pub member_args: Vec<String>,
+    /// Added when a worker joins a running cluster.
+    pub join_args: Vec<String>,
+    /// Added when `--inject BUG` is given.
+    #[serde(default)]
+    pub inject_args: Vec<String>,
+    /// Checkpoint interval passed as `{checkpoint_interval}`.
+    #[serde(default = "default_checkpoint")]
+    pub checkpoint_interval: String,
+}
+
+fn default_checkpoint() -> String {
+    "1s".into()
+}
+
+/// A profile that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Not found anywhere.
+    #[error("profile {0:?} not found (give a path, a file in env/, or one of: passthrough, tcp)")]
+    NotFound(String),
+    /// Unreadable.
+    #[error("cannot read profile {path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Malformed: the message names line, column and field.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File or builtin name.
+        origin: String,
+        /// The parser's message (line, column, field).
+        message: String,
+    },
+    /// Invalid values.
+    #[error("{origin}: field {field}: {message}")]
+    Invalid {
+        /// File or builtin name.
+        origin: String,
+        /// Offending field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Profile {
+    /// Loads `spec`: a file path, `env/<spec>.toml`, or a built-in name.
+    pub fn load(spec: &str) -> Result<Profile, ProfileError> {
+        let path = Path::new(spec);
+        let candidates = [
+            path.to_path_buf(),
+            Path::new("env").join(format!("{spec}.toml")),
+        ];
+        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+            let text = std::fs::read_to_string(p).map_err(|source| ProfileError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            return Profile::parse(&text, &p.display().to_string());
+        }
+        let name = spec
+            .trim_end_matches(".toml")
+            .rsplit('/')
+            .next()
+            .unwrap_or(spec);
+        match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => Profile::parse(text, &format!("builtin:{n}")),
+            None => Err(ProfileError::NotFound(spec.to_owned())),
+        }
+    }
+
+    /// Parses profile text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let mut p: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        p.origin = origin.to_owned();
+        let invalid = |field, message: String| ProfileError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            message,
+        };
+        let ports = &p.ports;
+        let per_worker = [
+            ports.source,
+            ports.control,
+            ports.data,
+            ports.external,
+            ports.my_control,
+            ports.my_data,
+        ];
+        if let Some(o) = per_worker.iter().find(|&&o| o >= ports.stride) {
+            return Err(invalid(
+                "ports",
+                format!("offset {o} is not below stride {}", ports.stride),
+            ));
+        }
+        let workers_end = ports
+            .stride
+            .saturating_mul(crate::soak::spec::MAX_WORKERS as u16);
+        if ports.sink < workers_end || ports.sink >= ports.block {
+            return Err(invalid(
+                "ports.sink",
+                format!(
+                    "must lie in [{workers_end}, block={}) so it clashes with no worker",
+                    ports.block
+                ),
+            ));
+        }
+        if let Ok(program) = std::env::var("CRASHER_WORKER_PROGRAM") {
+            p.worker.program = program;
+        }
+        if let Ok(ci) = std::env::var("CRASHER_CHECKPOINT_INTERVAL") {
+            p.worker.checkpoint_interval = ci;
+        }
+        Ok(p)
+    }
+}
+
+/// Values for template placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Vars(BTreeMap<&'static str, String>);
+
+impl Vars {
+    /// Sets `{name}`.
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
+        self.0.insert(name, value.into());
+        self
+    }
+
+    /// Fills every `{placeholder}` of `template`; an unknown one is an error
+    /// naming it.
+    pub fn fill(&self, template: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in {template:?}"))?;
+            let name = &after[..close];
+            let value = self
+                .0
+                .get(name)
+                .ok_or_else(|| format!("unknown placeholder {{{name}}} in {template:?}"))?;
+            out.push_str(value);
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Fills a whole argument list.
+    pub fn fill_all(&self, templates: &[String]) -> Result<Vec<String>, String> {
+        templates.iter().map(|t| self.fill(t)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse() {
+        for (name, _) in BUILTIN {
+            let p = Profile::load(name).unwrap();
+            assert_eq!(&p.name, name);
+        }
+    }
+
+    #[test]
+    fn a_bad_profile_names_line_and_field() {
+        let text = BUILTIN[0]
+            .1
+            .replace("stride = 10", "stride = 10\nfrobs = 3");
+        let err = Profile::parse(&text, "env/bad.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("env/bad.toml: "), "{err}");
+        assert!(err.contains("line 11") && err.contains("frobs"), "{err}");
+        let text = BUILTIN[0].1.replace("sink = 100", "sink = 5");
+        let err = Profile::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("field ports.sink"), "{err}");
+    }
+
+    #[test]
+    fn templates_fill_and_reject_unknowns() {
+        let mut v = Vars::default();
+        v.set("in", "127.0.0.1:7100").set("name", "worker1");
+        assert_eq!(v.fill("{name}@{in}").unwrap(), "worker1@127.0.0.1:7100");
+        assert!(v.fill("{nope}").unwrap_err().contains("{nope}"));
+        assert!(v.fill("{in").is_err());
+    }
+}

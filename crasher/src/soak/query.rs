@@ -1,0 +1,192 @@
+//! The external query API as a client: cluster status and shrink.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use connector::external::{
+    ClusterStatus, ExternalCodec, ExternalMsg, ShrinkRequest, ShrinkResponse,
+};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+use tokio_util::codec::Framed;
+
+/// What a worker answered to a status query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Initialised: the JSON status.
+    Cluster(ClusterStatus),
+    /// "Cluster not yet initialized".
+    NotInitialized,
+}
+
+impl Status {
+    /// Whether this answer means "processing messages".
+    pub fn ready(&self) -> bool {
+        matches!(self, Status::Cluster(s) if s.processing_messages)
+    }
+}
+
+/// A query failed: no connection, no answer in time, or a bad answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Could not connect or the connection failed.
+    #[error("{addr}: {source}")]
+    Io {
+        /// Worker address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No answer in time.
+    #[error("{0}: no answer within the deadline")]
+    Timeout(SocketAddr),
+    /// The answer was not a valid message or not the expected kind.
+    #[error("{addr}: unexpected answer: {what}")]
+    Protocol {
+        /// Worker address.
+        addr: SocketAddr,
+        /// What came back.
+        what: String,
+    },
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    msg: ExternalMsg,
+    limit: Duration,
+) -> Result<ExternalMsg, QueryError> {
+    let io = |source| QueryError::Io { addr, source };
+    let fut = async {
+        let stream = TcpStream::connect(addr).await.map_err(io)?;
+        let mut framed = Framed::new(stream, ExternalCodec);
+        framed.send(msg).await.map_err(|e| QueryError::Protocol {
+            addr,
+            what: e.to_string(),
+        })?;
+        match framed.next().await {
+            Some(Ok(m)) => Ok(m),
+            Some(Err(e)) => Err(QueryError::Protocol {
+                addr,
+                what: e.to_string(),
+            }),
+            None => Err(QueryError::Protocol {
+                addr,
+                what: "connection closed without an answer".into(),
+            }),
+        }
+    };
+    timeout(limit, fut)
+        .await
+        .map_err(|_| QueryError::Timeout(addr))?
+}
+
+/// Asks one worker for its cluster status.
+pub async fn cluster_status(addr: SocketAddr, limit: Duration) -> Result<Status, QueryError> {
+    match exchange(addr, ExternalMsg::ClusterStatusQuery, limit).await? {
+        ExternalMsg::ClusterStatus(s) => Ok(Status::Cluster(s)),
+        ExternalMsg::NotInitialized => Ok(Status::NotInitialized),
+        other => Err(QueryError::Protocol {
+            addr,
+            what: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Asks the initializer to remove `names` (or, with `query`, which could go).
+pub async fn shrink(
+    addr: SocketAddr,
+    names: Vec<String>,
+    query: bool,
+    limit: Duration,
+) -> Result<Result<ShrinkResponse, String>, QueryError> {
+    let req = ShrinkRequest {
+        query,
+        node_count: names.len() as u64,
+        node_names: names,
+    };
+    match exchange(addr, ExternalMsg::Shrink(req), limit).await? {
+        ExternalMsg::ShrinkResponse(r) => Ok(Ok(r)),
+        ExternalMsg::ShrinkError(e) => Ok(Err(e)),
+        other => Err(QueryError::Protocol {
+            addr,
+            what: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Polls `addr` until it reports processing messages, or `deadline` passes.
+/// Returns the last answer (or error text) on failure.
+pub async fn poll_ready(addr: SocketAddr, deadline: Instant) -> Result<ClusterStatus, String> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last = match cluster_status(
+            addr,
+            left.min(Duration::from_secs(2))
+                .max(Duration::from_millis(50)),
+        )
+        .await
+        {
+            Ok(Status::Cluster(s)) if s.processing_messages => return Ok(s),
+            Ok(Status::Cluster(s)) => format!(
+                "{addr}: processing_messages=false, workers {:?}",
+                s.worker_names
+            ),
+            Ok(Status::NotInitialized) => format!("{addr}: cluster not yet initialized"),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /healthz` on `addr`: whether it answered HTTP 200.
+pub async fn healthz(addr: SocketAddr, limit: Duration) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let text = String::from_utf8_lossy(&buf);
+        let status = text.lines().next().unwrap_or("");
+        if status.split_whitespace().nth(1) == Some("200") {
+            Ok(())
+        } else {
+            let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            Err(format!("{addr}: /healthz answered {status:?} {body}"))
+        }
+    };
+    timeout(limit, fut)
+        .await
+        .map_err(|_| format!("{addr}: /healthz: no answer"))?
+}
+
+/// Polls `GET /healthz` until it answers 200 or `deadline` passes.
+pub async fn poll_healthz(addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last = match healthz(
+            addr,
+            left.clamp(Duration::from_millis(50), Duration::from_secs(2)),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

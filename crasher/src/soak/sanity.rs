@@ -1,0 +1,506 @@
+//! The sanity loop (continuous verification while the run goes on), the
+//! end-of-run summary, the pause manifest, and the custom scenarios.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use tokio::time::sleep;
+
+use super::cluster::Start;
+use super::harness::{Harness, Outcome};
+use super::loops::{poll_all_ready, shrink_worker};
+use super::profile::{Mode, VerifyMode};
+use super::query;
+use super::spec::worker_name;
+use super::timings::secs;
+use super::SoakArgs;
+
+/// Per-key verification progress, shared with the summary.
+#[derive(Debug, Clone, Default)]
+pub struct KeyProgress {
+    /// Bytes of committed output verified as a prefix of the input.
+    pub verified: u64,
+    /// Size of the key's input file.
+    pub input_len: u64,
+}
+
+/// Shared view of the latest verification round.
+pub type SanityState = Arc<Mutex<BTreeMap<String, KeyProgress>>>;
+
+/// The sanity loop's own state.
+pub struct Sanity {
+    verifier: Option<verify::incremental::IncrementalVerifier>,
+    sink_log: PathBuf,
+    sink_log_offset: u64,
+    bad_words: Regex,
+    state: SanityState,
+    mode: Mode,
+}
+
+impl Sanity {
+    /// Prepares verification of every key against its input file.
+    pub fn new(
+        h: &Harness,
+        inputs: &BTreeMap<String, PathBuf>,
+        mode: Mode,
+    ) -> anyhow::Result<Sanity> {
+        let (sink_dir, sink_log) = {
+            let c = h.cluster();
+            (c.run_dir().sink_dir(), c.run_dir().sink_log())
+        };
+        let mut progress = BTreeMap::new();
+        for (k, p) in inputs {
+            let input_len = std::fs::metadata(p)?.len();
+            progress.insert(
+                k.clone(),
+                KeyProgress {
+                    verified: 0,
+                    input_len,
+                },
+            );
+        }
+        let verifier = match mode {
+            Mode::Connector => Some(
+                verify::incremental::IncrementalVerifier::new(
+                    sink_dir,
+                    inputs.iter().map(|(k, p)| (k.as_bytes()[0], p.clone())),
+                )?
+                .with_mode(match h.cluster().profile().verify_mode {
+                    VerifyMode::ExactlyOnce => verify::check::Mode::ExactlyOnce,
+                    VerifyMode::AtLeastOnce => verify::check::Mode::AtLeastOnce,
+                }),
+            ),
+            Mode::Tcp => None,
+        };
+        Ok(Sanity {
+            verifier,
+            sink_log,
+            sink_log_offset: 0,
+            bad_words: Regex::new("ERROR|FATAL|CRIT").expect("static regex"),
+            state: Arc::new(Mutex::new(progress)),
+            mode,
+        })
+    }
+
+    /// The per-key progress this loop updates, for the run record.
+    pub fn progress(&self) -> SanityState {
+        self.state.clone()
+    }
+
+    /// New lines of the sink log that contain ERROR, FATAL or CRIT.
+    fn scan_sink_log(&mut self) -> Vec<String> {
+        let Ok(mut f) = std::fs::File::open(&self.sink_log) else {
+            return Vec::new();
+        };
+        if f.seek(SeekFrom::Start(self.sink_log_offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        // Only whole lines; a partial last line is read next round.
+        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.sink_log_offset += end as u64;
+        String::from_utf8_lossy(&buf[..end])
+            .lines()
+            .filter(|l| self.bad_words.is_match(l))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// One round: the sink log, then every key. Returns a violation text.
+    fn round(&mut self) -> Result<Option<String>, String> {
+        let bad = self.scan_sink_log();
+        if !bad.is_empty() {
+            return Ok(Some(format!(
+                "SANITY: the sink log has {} error line(s):\n{}",
+                bad.len(),
+                bad.join("\n")
+            )));
+        }
+        let Some(v) = self.verifier.as_mut() else {
+            return Ok(None);
+        };
+        let statuses = v.check().map_err(|e| e.to_string())?;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &statuses {
+            if let Some(p) = state.get_mut(&(s.key as char).to_string()) {
+                p.verified = s.verified_bytes;
+            }
+            if let Some(d) = &s.violation {
+                return Ok(Some(format!("SANITY2: {d}")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether every key is fully committed.
+    fn complete(&self) -> bool {
+        self.mode == Mode::Connector
+            && self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .all(|p| p.verified == p.input_len)
+    }
+
+    /// The loop: a `,` per round; a violation stops the world; success when
+    /// every key's input is committed and every feeder saw its last ack.
+    /// A feeder that saw its last line acked while the key's committed
+    /// output stays short of the input is a loss: data was acked and never
+    /// committed (checked after a grace period for the last commit to land).
+    pub async fn run(mut self, h: Arc<Harness>) {
+        let period = secs(h.timings.sanity_period);
+        let grace = secs(h.timings.acked_commit_grace);
+        let mut done_since: BTreeMap<String, Instant> = BTreeMap::new();
+        loop {
+            sleep(period).await;
+            if h.finished() {
+                return;
+            }
+            h.out.glyph(",");
+            let r = tokio::task::block_in_place(|| self.round());
+            match r {
+                Ok(Some(v)) => {
+                    h.out.line(&v);
+                    return h.violation("sanity", v);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return h.finish(Outcome::Environment(format!("verification failed: {e}")))
+                }
+            }
+            if let Some(why) = disk_nearly_full(h.cluster().run_dir().root()) {
+                return h.finish(Outcome::Environment(why));
+            }
+            let done: Vec<String> = h.cluster().done_feeders().iter().cloned().collect();
+            for k in &done {
+                let since = *done_since.entry(k.clone()).or_insert_with(Instant::now);
+                let short = self
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(k)
+                    .filter(|p| p.verified < p.input_len)
+                    .cloned();
+                if let (Some(p), Mode::Connector) = (short, self.mode) {
+                    if since.elapsed() >= grace {
+                        let v = format!(
+                            "SANITY3: key {k}: the feeder saw its last line acked, but only {} of {} bytes are committed after {:.0}s: acked data was lost",
+                            p.verified,
+                            p.input_len,
+                            grace.as_secs_f64()
+                        );
+                        h.out.line(&v);
+                        return h.violation("sanity", v);
+                    }
+                }
+            }
+            let all_acked = {
+                let c = h.cluster();
+                c.settings()
+                    .inputs
+                    .keys()
+                    .all(|k| c.done_feeders().contains(k))
+            };
+            if all_acked && self.complete() {
+                return h.finish(Outcome::Success("SANITY LOOP SUCCESS: EOF found!".into()));
+            }
+        }
+    }
+}
+
+/// Stops the run before a full disk turns into false violations.
+fn disk_nearly_full(path: &Path) -> Option<String> {
+    const MIN_FREE: u64 = 64 * 1024 * 1024;
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    (free < MIN_FREE).then(|| {
+        format!(
+            "the disk holding {} has only {} MiB free: stopping before a full disk causes false violations",
+            path.display(),
+            free / (1024 * 1024)
+        )
+    })
+}
+
+/// What the end of a timed run says.
+pub struct Summary {
+    /// Human text, one line per key.
+    pub text: String,
+    /// Total verified bytes.
+    pub verified_bytes: u64,
+    /// A violation found by the final round.
+    pub violation: Option<String>,
+}
+
+/// A last full verification round and its per-key figures.
+pub async fn final_summary(h: &Arc<Harness>, inputs: &BTreeMap<String, PathBuf>) -> Summary {
+    let mode = h.cluster().profile().mode;
+    let mut s = match Sanity::new(h, inputs, mode) {
+        Ok(s) => s,
+        Err(e) => {
+            return Summary {
+                text: format!("final verification could not start: {e}"),
+                verified_bytes: 0,
+                violation: None,
+            }
+        }
+    };
+    let violation = match tokio::task::block_in_place(|| s.round()) {
+        Ok(v) => v,
+        Err(e) => Some(format!("final verification failed: {e}")),
+    };
+    let state = s.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut text = String::from("Verified so far:");
+    let mut total = 0;
+    for (k, p) in &state {
+        total += p.verified;
+        let pct = if p.input_len == 0 {
+            100.0
+        } else {
+            100.0 * p.verified as f64 / p.input_len as f64
+        };
+        text.push_str(&format!(
+            "\n  key {k}: {} of {} bytes ({pct:.1}%)",
+            p.verified, p.input_len
+        ));
+    }
+    Summary {
+        text,
+        verified_bytes: total,
+        violation,
+    }
+}
+
+/// Waits (briefly) until every process of the run is in the stopped state
+/// and returns the milliseconds from detection to the last one stopping.
+pub fn wait_all_stopped(h: &Harness, decided: Instant) -> f64 {
+    let pids: Vec<u32> = h.cluster().processes().iter().map(|p| p.2).collect();
+    procs::wait_until(Instant::now() + Duration::from_secs(2), || {
+        pids.iter().all(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit_once(')').is_some_and(|(_, r)| {
+                        matches!(r.trim_start().chars().next(), Some('T' | 't' | 'Z' | 'X'))
+                    })
+                })
+                .unwrap_or(true)
+        })
+    });
+    decided.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Writes `paused.json`: who is stopped, where, why, and how to go on.
+pub fn write_manifest(
+    h: &Harness,
+    args: &SoakArgs,
+    check: &str,
+    diagnosis: &str,
+    stopped_ms: f64,
+) -> std::io::Result<PathBuf> {
+    let c = h.cluster();
+    let processes: Vec<serde_json::Value> = c
+        .processes()
+        .into_iter()
+        .map(|(role, name, pid)| {
+            let ports = super::spec::worker_index(&name).map(|i| c.worker_ports(i));
+            serde_json::json!({"role": role, "name": name, "pid": pid, "pgid": pid, "ports": ports})
+        })
+        .collect();
+    let pgids: Vec<String> = c.processes().iter().map(|p| format!("-{}", p.2)).collect();
+    let manifest = serde_json::json!({
+        "run_id": c.run_dir().id(),
+        "run_dir": c.run_dir().root(),
+        "seed": h.seed,
+        "args": args.words,
+        "profile": c.profile().origin,
+        "check": check,
+        "diagnosis": diagnosis,
+        "stopped_ms_after_detection": stopped_ms,
+        "last_glyphs": h.out.tail(),
+        "sink": c.sink_addr(),
+        "processes": processes,
+        "resume": format!("kill -CONT -- {}", pgids.join(" ")),
+        "kill": format!("kill -KILL -- {}", pgids.join(" ")),
+        "crasher_pid": std::process::id(),
+    });
+    let path = c.run_dir().pause_manifest();
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
+    Ok(path)
+}
+
+/// Runs one of the original's custom scenarios by name.
+pub async fn custom(h: Arc<Harness>, name: String) {
+    let r = match name.as_str() {
+        "run_custom1" => custom1(&h).await,
+        "run_custom2" => custom2(&h).await,
+        "run_custom4" => custom4(&h).await,
+        "run_custom5" => custom5(&h).await,
+        "run_custom3006" => custom3006(&h).await,
+        "run_custom_crashsink_crash0_overlap" => crashsink_crash0_overlap(&h).await,
+        other => Err(format!("unknown scenario {other}")),
+    };
+    if let Err(e) = r {
+        if !h.finished() {
+            h.out.line(&format!("{name}: {e}"));
+            h.violation(&name, e);
+        }
+    }
+}
+
+async fn ready0(h: &Harness, what: &str) -> Result<(), String> {
+    let addr = h.cluster().external_addr(0);
+    query::poll_ready(
+        addr,
+        tokio::time::Instant::now() + secs(h.timings.grow_ready),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("{what}: {e}"))
+}
+
+async fn shrink(h: &Harness, i: usize) -> Result<(), String> {
+    let name = worker_name(i);
+    h.out.event("shrink", &format!("Shrink {name}"));
+    let _claim = h.claim(&name);
+    shrink_worker(h, i)
+        .await
+        .map_err(|e| format!("shrinking {name}: {e}"))
+}
+
+async fn join(h: &Harness, i: usize, again: bool) -> Result<(), String> {
+    let name = worker_name(i);
+    h.out.event(
+        "join",
+        &format!("Join {name}{}", if again { " again" } else { "." }),
+    );
+    h.cluster()
+        .start_worker(i, Start::Join)
+        .map_err(|e| e.to_string())?;
+    let addr = h.cluster().external_addr(i);
+    query::poll_ready(
+        addr,
+        tokio::time::Instant::now() + secs(h.timings.grow_ready),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("joining {name}: {e}"))
+}
+
+async fn crash_restart(
+    h: &Harness,
+    i: usize,
+    crash_glyph: &str,
+    start_glyph: &str,
+    gap: f64,
+) -> Result<(), String> {
+    let name = worker_name(i);
+    let _claim = h.claim(&name);
+    h.out.event("crash", crash_glyph);
+    h.cluster().crash_worker(i).map_err(|e| e.to_string())?;
+    if let Some(aside) = h.cluster().rotate_worker_log(i) {
+        tokio::task::spawn_blocking(move || super::cluster::gzip_file(&aside));
+    }
+    sleep(secs(gap)).await;
+    h.cluster()
+        .start_worker(i, Start::Restart)
+        .map_err(|e| e.to_string())?;
+    h.out.event("restart", start_glyph);
+    Ok(())
+}
+
+async fn custom1(h: &Harness) -> Result<(), String> {
+    sleep(secs(2.0)).await;
+    shrink(h, 2).await?;
+    sleep(secs(2.0)).await;
+    join(h, 2, true).await?;
+    poll_all_ready(h, secs(h.timings.grow_ready))
+        .await
+        .map(|_| ())
+}
+
+async fn custom2(h: &Harness) -> Result<(), String> {
+    sleep(secs(2.0)).await;
+    for i in 4..=8 {
+        join(h, i, false).await?;
+    }
+    shrink(h, 7).await?;
+    sleep(secs(2.0)).await;
+    join(h, 7, true).await?;
+    poll_all_ready(h, secs(h.timings.grow_ready))
+        .await
+        .map(|_| ())
+}
+
+async fn custom4(h: &Harness) -> Result<(), String> {
+    sleep(secs(3.0)).await;
+    for i in [7, 1, 3, 6, 2] {
+        if !h.cluster().members().contains(&i) {
+            continue;
+        }
+        shrink(h, i).await?;
+        ready0(h, &format!("custom4 shrinking worker{i}")).await?;
+        sleep(secs(1.3)).await;
+    }
+    Ok(())
+}
+
+async fn custom5(h: &Harness) -> Result<(), String> {
+    sleep(secs(2.0)).await;
+    for _ in 0..2 {
+        shrink(h, 2).await?;
+        ready0(h, "custom5 shrink_worker 2").await?;
+        shrink(h, 1).await?;
+        ready0(h, "custom5 shrink_worker 1").await?;
+        join(h, 1, true).await?;
+        join(h, 2, true).await?;
+        sleep(secs(1.5)).await;
+    }
+    join(h, 3, false).await
+}
+
+async fn custom3006(h: &Harness) -> Result<(), String> {
+    sleep(secs(2.0)).await;
+    loop {
+        if h.finished() {
+            return Ok(());
+        }
+        crash_restart(h, 0, "c0", "s0", 0.2).await?;
+        h.counters
+            .worker_crashes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ready0(h, "custom3006 cmd start-initializer").await?;
+        sleep(secs(1.5)).await;
+    }
+}
+
+async fn crashsink_crash0_overlap(h: &Harness) -> Result<(), String> {
+    sleep(secs(4.0)).await;
+    let sink_claim = h.claim("sink");
+    h.out.event("crash", "cS");
+    h.cluster().crash_sink().map_err(|e| e.to_string())?;
+    sleep(secs(0.1)).await;
+    let init_claim = h.claim("initializer");
+    h.out.event("crash", "c0");
+    h.cluster().crash_worker(0).map_err(|e| e.to_string())?;
+    sleep(secs(0.1)).await;
+    h.out.event("restart", "rS");
+    h.cluster().start_sink().map_err(|e| e.to_string())?;
+    drop(sink_claim);
+    sleep(secs(0.1)).await;
+    h.out.event("restart", "s0");
+    h.cluster()
+        .start_worker(0, Start::Restart)
+        .map_err(|e| e.to_string())?;
+    drop(init_claim);
+    ready0(
+        h,
+        "initializer after overlapping sink and initializer crashes",
+    )
+    .await
+}

@@ -1,0 +1,143 @@
+//! Every delay and period of the loops, with the original's values as
+//! defaults, overridable with `--timing NAME=SECONDS` (repeatable) or
+//! `CRASHER_TIMINGS="NAME=SECONDS,..."`.
+
+use std::time::Duration;
+
+macro_rules! timings {
+    ($( $(#[$doc:meta])* $name:ident = $default:expr ),* $(,)?) => {
+        /// Loop timings in seconds.
+        #[derive(Debug, Clone, serde::Serialize)]
+        pub struct Timings {
+            $( $(#[$doc])* pub $name: f64, )*
+        }
+
+        impl Default for Timings {
+            fn default() -> Self {
+                Timings { $( $name: $default, )* }
+            }
+        }
+
+        impl Timings {
+            /// Sets one timing by name.
+            pub fn set(&mut self, name: &str, value: f64) -> Result<(), String> {
+                match name {
+                    $( stringify!($name) => self.$name = value, )*
+                    other => return Err(format!(
+                        "unknown timing {other:?}; known: {}",
+                        [$( stringify!($name) ),*].join(", ")
+                    )),
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+timings! {
+    /// Sink crash loop: wait before the first crash ("checkpoint #1 first").
+    crash_sink_start = 3.0,
+    /// Sink down-time is U[0, this).
+    crash_sink_down = 2.0,
+    /// Gap between sink crashes is U[min, max).
+    crash_sink_gap_min = 10.0,
+    /// See `crash_sink_gap_min`.
+    crash_sink_gap_max = 25.0,
+    /// Worker crash loop: wait before the first crash.
+    crash_worker_start = 3.0,
+    /// Delay before each crash is U[0, this).
+    crash_worker_before = 4.0,
+    /// Worker down-time is U[0, this).
+    crash_worker_down = 4.0,
+    /// Pause after a restart.
+    crash_worker_after = 0.25,
+    /// `.slow`: iterations of ~1 s between crashes.
+    crash_worker_slow_iterations = 120.0,
+    /// Readiness wait for the crashed worker after restart.
+    crash_worker_ready = 8.0,
+    /// Readiness wait for all workers when that fails.
+    crash_worker_all_ready = 20.0,
+    /// Feeder crash loop: wait before the first crash.
+    crash_source_start = 3.0,
+    /// Feeder down-time is U[0, this).
+    crash_source_down = 2.0,
+    /// Gap between feeder crashes is U[min, max).
+    crash_source_gap_min = 5.0,
+    /// See `crash_source_gap_min`.
+    crash_source_gap_max = 15.0,
+    /// Pause loop: a process stays stopped U[min, max) seconds.
+    pause_min = 1.0,
+    /// See `pause_min`.
+    pause_max = 10.0,
+    /// Gap between pauses is U[min, max).
+    pause_gap_min = 5.0,
+    /// See `pause_gap_min`.
+    pause_gap_max = 15.0,
+    /// Grow/shrink loop: wait before the first change.
+    grow_start = 2.0,
+    /// Readiness wait after a join or shrink (the original used 4).
+    grow_ready = 10.0,
+    /// Ack progress: wait before the first window.
+    ack_progress_start = 5.0,
+    /// Ack progress: every feeder must see an ack within each window.
+    ack_progress_period = 180.0,
+    /// Registry progress: wait before the first check.
+    registry_progress_start = 10.0,
+    /// Registry progress: period.
+    registry_progress_period = 15.0,
+    /// Sanity: period of verification rounds.
+    sanity_period = 1.0,
+    /// Sanity: how long a key may stay short of its input after its feeder
+    /// saw the last ack before that is a loss.
+    acked_commit_grace = 15.0,
+    /// Clean old gzip files: period.
+    clean_gz_period = 10.0,
+    /// Start-up: readiness wait for the whole cluster.
+    startup_ready = 30.0,
+}
+
+impl Timings {
+    /// Applies `NAME=SECONDS` settings.
+    pub fn apply(&mut self, settings: &[String]) -> Result<(), String> {
+        for s in settings
+            .iter()
+            .flat_map(|s| s.split(','))
+            .filter(|s| !s.trim().is_empty())
+        {
+            let (name, value) = s
+                .split_once('=')
+                .ok_or_else(|| format!("timing {s:?}: expected NAME=SECONDS"))?;
+            let v: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    format!("timing {name}: {value:?} is not a number of seconds ≥ 0")
+                })?;
+            self.set(name.trim(), v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seconds as a Duration (negative or NaN → zero).
+pub fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_apply_and_unknown_names_fail() {
+        let mut t = Timings::default();
+        t.apply(&["sanity_period=0.5,crash_sink_down=1".into()])
+            .unwrap();
+        assert_eq!(t.sanity_period, 0.5);
+        assert_eq!(t.crash_sink_down, 1.0);
+        assert!(t.apply(&["nope=1".into()]).is_err());
+        assert!(t.apply(&["sanity_period=-1".into()]).is_err());
+    }
+}

@@ -1,0 +1,278 @@
+//! End-to-end soaks of the reference cluster through the `crasher` binary.
+//!
+//! Each test runs a real soak (sink, passthrough workers, feeders) in a
+//! temporary runs folder with small inputs and short loop timings, then
+//! checks the exit code, the transcript, and that no process carrying the
+//! run's `CRASHER_RUN_ID` survives.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn crasher() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_crasher"));
+    c.env_remove("CRASHER_ENV").env("CRASHER_LOG", "warn");
+    c
+}
+
+/// Timings that make faults frequent enough for a short test.
+const FAST: &str =
+    "crash_sink_gap_min=2,crash_sink_gap_max=4,crash_worker_start=1,crash_sink_start=1,\
+ack_progress_period=20,registry_progress_period=5,grow_start=1";
+
+fn run_id(stdout: &str) -> Option<String> {
+    stdout.lines().find_map(|l| {
+        l.strip_prefix("Run ")?
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+    })
+}
+
+/// Pids of live processes whose environment carries `CRASHER_RUN_ID=id`.
+fn survivors(id: &str) -> Vec<u32> {
+    let needle = format!("CRASHER_RUN_ID={id}");
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let is_zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !is_zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+fn soak(runs: &Path, args: &[&str]) -> (Output, String) {
+    let out = crasher()
+        .args(args)
+        .arg("--runs")
+        .arg(runs)
+        .args(["--on-failure", "kill", "--keys", "A,B,C", "--timing", FAST])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = run_id(&stdout).unwrap_or_else(|| {
+        panic!(
+            "no run id in:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let left = survivors(&id);
+    assert!(left.is_empty(), "processes of run {id} survived: {left:?}");
+    (out, stdout)
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn crash_worker_and_crash_sink_reach_eof_success() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout) = soak(
+        t.path(),
+        &[
+            "2",
+            "crash0",
+            "crash-sink",
+            "--input-bytes",
+            "200000",
+            "--rate",
+            "0",
+            "--duration",
+            "120s",
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("SANITY LOOP SUCCESS: EOF found!"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn four_workers_crash1_grow_holds_for_a_while() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout) = soak(
+        t.path(),
+        &[
+            "4",
+            "crash1",
+            "grow",
+            "--input-bytes",
+            "2000000",
+            "--rate",
+            "200000",
+            "--duration",
+            "30s",
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("c1") && stdout.contains("r1"), "{stdout}");
+    assert!(stdout.contains("Join worker4."), "{stdout}");
+}
+
+fn injected(bug: &str, words: &[&str], expect_check: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let mut args: Vec<&str> = words.to_vec();
+    args.extend([
+        "--input-bytes",
+        "4000000",
+        "--rate",
+        "100000",
+        "--duration",
+        "90s",
+        "--inject",
+        bug,
+    ]);
+    let (out, stdout) = soak(t.path(), &args);
+    assert_eq!(code(&out), 1, "bug {bug} was not caught:\n{stdout}");
+    assert!(
+        stdout.contains(&format!("VIOLATION ({expect_check})")),
+        "bug {bug}: wrong check:\n{stdout}"
+    );
+}
+
+#[test]
+fn injected_drop_after_recovery_is_caught() {
+    injected("drop-after-recovery", &["2", "crash1"], "sanity");
+}
+
+#[test]
+fn injected_duplicate_on_replay_is_caught() {
+    injected("duplicate-on-replay", &["2", "crash1"], "sanity");
+}
+
+#[test]
+fn injected_die_randomly_is_caught() {
+    injected("die-randomly", &["2"], "process-death");
+}
+
+#[test]
+fn injected_stall_after_restart_is_caught() {
+    injected(
+        "stall-after-restart",
+        &[
+            "2",
+            "crash1.slow",
+            "--timing",
+            "crash_worker_slow_iterations=2",
+        ],
+        "ack-progress",
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["0"],
+        &["2", "crashX"],
+        &["2", "--env", "/nonexistent.toml"],
+    ] {
+        let out = crasher().args(args).output().unwrap();
+        assert_eq!(
+            code(&out),
+            2,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn wait_for(path: &Path, what: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what:?} not seen in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn interrupt_leaves_nothing(sig: nix::sys::signal::Signal) {
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("out");
+    let child = crasher()
+        .args([
+            "2",
+            "crash1",
+            "--keys",
+            "A",
+            "--input-bytes",
+            "400000",
+            "--on-failure",
+            "kill",
+            "--runs",
+        ])
+        .arg(t.path())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let text = wait_for(&log, "Done, yay", Duration::from_secs(60));
+    let id = run_id(&text).unwrap();
+    assert!(!survivors(&id).is_empty());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard.0.id() as i32), sig).unwrap();
+    let status = guard.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !survivors(&id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        survivors(&id).is_empty(),
+        "processes of run {id} survived {sig}"
+    );
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ctrl_c_leaves_no_process_behind() {
+    interrupt_leaves_nothing(nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_leaves_no_process_behind() {
+    interrupt_leaves_nothing(nix::sys::signal::Signal::SIGTERM);
+}

@@ -1,0 +1,125 @@
+//! Bug switches (`--inject NAME`): each breaks the cluster in one known
+//! way, so tests can prove that crasher catches it. All are off by default
+//! and cost one branch per batch when off.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Which bug is switched on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bug {
+    /// After a restart or a rollback, an owner silently drops one line (loss).
+    DropAfterRecovery,
+    /// After a rollback (rewind) or a restart, an owner writes one replayed
+    /// line twice (duplicate).
+    DuplicateOnReplay,
+    /// When a key moves to another owner, its first two lines there are
+    /// swapped (reorder).
+    ReorderOnMigrate,
+    /// On a shrink, the first line routed to each key's new owner is
+    /// dropped (loss of in-flight lines).
+    LoseOnShrink,
+    /// After a restart, the worker never votes again: nothing commits and
+    /// feeders are never acked again.
+    StallAfterRestart,
+    /// Exit(1) on its own 5–20 s after start.
+    DieRandomly,
+    /// Ack feeders as soon as lines are forwarded, and trust their acked
+    /// position on reconnection (loss after a crash).
+    AckBeforeCommit,
+}
+
+/// What an owner does with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineAction {
+    /// Normal.
+    Keep,
+    /// Lose it.
+    Drop,
+    /// Write it twice.
+    Twice,
+}
+
+/// Which line after a reset the line bugs hit.
+pub const NTH_LINE: u64 = 100;
+
+/// The switched-on bug and what it needs to know.
+#[derive(Debug, Clone)]
+pub struct Bugs {
+    bug: Option<Bug>,
+    restarted: bool,
+    resets: Arc<AtomicU64>,
+}
+
+impl Bugs {
+    /// Bugs of a process; `restarted` when this worker ran before.
+    pub fn new(bug: Option<Bug>, restarted: bool) -> Bugs {
+        Bugs {
+            bug,
+            restarted,
+            resets: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// No bug.
+    pub fn none() -> Bugs {
+        Bugs::new(None, false)
+    }
+
+    /// Whether `bug` is on.
+    pub fn is(&self, bug: Bug) -> bool {
+        self.bug == Some(bug)
+    }
+
+    /// Whether any bug is on.
+    pub fn any(&self) -> bool {
+        self.bug.is_some()
+    }
+
+    /// Notes a reset (the first one is the normal start).
+    pub fn reset(&self) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Recovering: restarted, or rolled back at least once.
+    pub fn recovering(&self) -> bool {
+        self.restarted || self.resets.load(Ordering::Relaxed) > 1
+    }
+
+    /// What to do with the `n`-th line (from 1) an owner got since its last reset.
+    pub fn on_line(&self, n: u64) -> LineAction {
+        if n != NTH_LINE || !self.recovering() {
+            return LineAction::Keep;
+        }
+        match self.bug {
+            Some(Bug::DropAfterRecovery) => LineAction::Drop,
+            Some(Bug::DuplicateOnReplay) => LineAction::Twice,
+            _ => LineAction::Keep,
+        }
+    }
+
+    /// Whether the owner has stopped voting.
+    pub fn stalled(&self) -> bool {
+        self.is(Bug::StallAfterRestart) && self.restarted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_bugs_fire_once_after_recovery_only() {
+        let b = Bugs::new(Some(Bug::DropAfterRecovery), false);
+        b.reset();
+        assert_eq!(b.on_line(NTH_LINE), LineAction::Keep);
+        b.reset();
+        assert_eq!(b.on_line(NTH_LINE), LineAction::Drop);
+        assert_eq!(b.on_line(NTH_LINE + 1), LineAction::Keep);
+        let d = Bugs::new(Some(Bug::DuplicateOnReplay), true);
+        assert_eq!(d.on_line(NTH_LINE), LineAction::Twice);
+        assert!(!d.stalled());
+        assert!(Bugs::new(Some(Bug::StallAfterRestart), true).stalled());
+        assert!(!Bugs::none().any());
+    }
+}

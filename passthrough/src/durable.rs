@@ -1,0 +1,178 @@
+//! What survives a SIGKILL, in `--resilience-dir`.
+//!
+//! - `coordinator.json` (initializer only): membership, the last committed
+//!   checkpoint, the committed message id of every stream. Rewritten (temp
+//!   file, fsync, rename, fsync of the folder) *before* any PHASE2 commit
+//!   of a checkpoint is sent: it is the commit decision.
+//! - `worker.json` (every worker): its name and how many times it started,
+//!   so a restart knows it is one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A durable-state failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    /// Read or write failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Unparsable content.
+    #[error("{path}: not valid state: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DurableError + '_ {
+    move |source| DurableError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` so that after a crash it holds either the old
+/// or the new content: temp file, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, DurableError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| DurableError::Parse {
+                path: path.to_owned(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// The coordinator's durable state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordState {
+    /// Bumped at every coordinator start; part of every transaction id, so
+    /// ids never repeat across restarts.
+    pub epoch: u64,
+    /// `(epoch, checkpoint)` of the last committed checkpoint.
+    pub last: Option<(u64, u64)>,
+    /// Members in routing order (initializer first).
+    pub members: Vec<String>,
+    /// Whether the initial `--worker-count` members have all arrived.
+    pub formed: bool,
+    /// Committed message id per stream (the ACK / NOTIFY_ACK position).
+    pub committed: BTreeMap<u64, u64>,
+}
+
+impl CoordState {
+    /// The file in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("coordinator.json")
+    }
+
+    /// Loads the state, or a fresh one if there is none.
+    pub fn load(dir: &Path) -> Result<CoordState, DurableError> {
+        Ok(load(&CoordState::path(dir))?.unwrap_or_default())
+    }
+
+    /// Writes it durably.
+    pub fn save(&self, dir: &Path) -> Result<(), DurableError> {
+        let json = serde_json::to_vec(self).map_err(|source| DurableError::Parse {
+            path: CoordState::path(dir),
+            source,
+        })?;
+        write_atomic(&CoordState::path(dir), &json)
+    }
+
+    /// This worker's last committed transaction id.
+    pub fn last_txn(&self, worker: &str) -> Option<String> {
+        self.last.map(|(e, c)| crate::ctl::txn_id(worker, e, c))
+    }
+}
+
+/// A worker's own durable record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// Name it ran under.
+    pub name: String,
+    /// Starts so far, this one included.
+    pub incarnation: u64,
+}
+
+impl WorkerState {
+    /// Loads the record in `dir`, counts this start, and saves it.
+    pub fn start(dir: &Path, name: &str) -> Result<WorkerState, DurableError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join("worker.json");
+        let mut st: WorkerState = load(&path)?.unwrap_or_default();
+        st.name = name.to_owned();
+        st.incarnation += 1;
+        let json = serde_json::to_vec(&st).map_err(|source| DurableError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomic(&path, &json)?;
+        Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_state_survives_and_garbage_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(CoordState::load(d.path()).unwrap(), CoordState::default());
+        let mut s = CoordState {
+            epoch: 3,
+            last: Some((3, 17)),
+            members: vec!["initializer".into(), "worker1".into()],
+            formed: true,
+            committed: BTreeMap::new(),
+        };
+        s.committed.insert(u64::MAX - 1, 12_368_928);
+        s.save(d.path()).unwrap();
+        assert_eq!(CoordState::load(d.path()).unwrap(), s);
+        assert_eq!(
+            s.last_txn("worker1").as_deref(),
+            Some("Passthrough-w-worker1-id-3:c_id=17")
+        );
+        std::fs::write(CoordState::path(d.path()), b"{nope").unwrap();
+        let e = CoordState::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("coordinator.json"), "{e}");
+    }
+
+    #[test]
+    fn incarnations_count() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(WorkerState::start(d.path(), "w").unwrap().incarnation, 1);
+        assert_eq!(WorkerState::start(d.path(), "w").unwrap().incarnation, 2);
+    }
+}

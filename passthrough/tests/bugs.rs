@@ -1,0 +1,131 @@
+//! Every bug switch makes the check that should catch it fail: the
+//! verifier (loss, duplicate, reorder) or an ack-progress expectation.
+//! Without the switch the same scenarios pass (see faults.rs and
+//! membership.rs).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use connector::external::ExternalMsg;
+
+const KEYS: &str = "A,B,C,D";
+const SOURCE: u64 = 48_000;
+const RATE: u64 = 50_000;
+
+fn flowing(n: usize, bug: &str) -> Cluster {
+    let mut c = Cluster::new(KEYS, SOURCE);
+    c.inject = Some(bug.into());
+    c.start(n);
+    c.feed_all(RATE);
+    c.wait_mid_stream(Duration::from_secs(20));
+    c
+}
+
+fn restart_worker1(c: &mut Cluster) {
+    c.kill("worker1");
+    c.start_worker("worker1", false);
+}
+
+/// Waits for the feeders, then returns the verifier's complaints.
+fn complaints(c: &Cluster) -> String {
+    assert!(
+        c.wait_all_done(Duration::from_secs(40)),
+        "feeders not done; logs in {}",
+        c.root.display()
+    );
+    let bad = c.failing_keys();
+    assert!(
+        !bad.is_empty(),
+        "the bug went unnoticed; logs in {}",
+        c.root.display()
+    );
+    bad.into_iter().map(|(_, t)| t).collect()
+}
+
+#[test]
+fn drop_after_recovery_is_a_loss() {
+    let mut c = flowing(2, "drop-after-recovery");
+    restart_worker1(&mut c);
+    let text = complaints(&c);
+    assert!(text.contains("missing"), "{text}");
+}
+
+#[test]
+fn duplicate_on_replay_is_a_duplicate() {
+    let mut c = flowing(2, "duplicate-on-replay");
+    restart_worker1(&mut c);
+    let text = complaints(&c);
+    assert!(text.contains("duplicate"), "{text}");
+}
+
+#[test]
+fn reorder_on_migrate_is_a_reorder() {
+    let mut c = flowing(2, "reorder-on-migrate");
+    c.start_worker("worker2", true);
+    let text = complaints(&c);
+    assert!(text.contains("reordered"), "{text}");
+}
+
+#[test]
+fn lose_on_shrink_is_a_loss() {
+    let c = flowing(3, "lose-on-shrink");
+    assert!(matches!(
+        c.shrink(&["worker2"]),
+        Some(ExternalMsg::ShrinkResponse(_))
+    ));
+    let text = complaints(&c);
+    assert!(text.contains("missing"), "{text}");
+}
+
+#[test]
+fn ack_before_commit_loses_data_after_a_crash() {
+    let mut c = Cluster::new(KEYS, SOURCE);
+    c.inject = Some("ack-before-commit".into());
+    // A long interval: acks run far ahead of commits.
+    c.interval = "1s".into();
+    c.start(2);
+    c.feed_all(RATE);
+    // Early acks are not commits: wait for a real one.
+    assert!(procs::wait_until(
+        Instant::now() + Duration::from_secs(20),
+        || std::fs::metadata(c.path("sink/output.worker1.txnlog"))
+            .map(|m| m.len() > 300)
+            .unwrap_or(false)
+    ));
+    restart_worker1(&mut c);
+    let text = complaints(&c);
+    assert!(text.contains("missing"), "{text}");
+}
+
+#[test]
+fn stall_after_restart_stops_ack_progress() {
+    let mut c = flowing(2, "stall-after-restart");
+    restart_worker1(&mut c);
+    let names = c.names();
+    c.wait_processing(&names, 2, Duration::from_secs(20));
+    let acked: Vec<Option<u64>> = c.keys.iter().map(|k| c.acked(*k)).collect();
+    let progressed = procs::wait_until(Instant::now() + Duration::from_secs(6), || {
+        c.keys.iter().zip(&acked).any(|(k, a)| c.acked(*k) != *a)
+    });
+    assert!(
+        !progressed,
+        "acks progressed after the restart; logs in {}",
+        c.root.display()
+    );
+    assert!(!c.keys.iter().all(|k| c.done(*k)));
+}
+
+#[test]
+fn die_randomly_exits_1_within_20_s() {
+    let mut c = Cluster::new("A", 1_000);
+    c.inject = Some("die-randomly".into());
+    c.start(1);
+    let w = c.workers.get_mut("initializer").unwrap();
+    let status = w
+        .proc
+        .wait_deadline(Instant::now() + Duration::from_secs(25))
+        .expect("the worker did not die by itself");
+    assert_eq!(status.code(), Some(1));
+}

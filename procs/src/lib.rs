@@ -1,0 +1,344 @@
+//! Child processes the harness can always account for.
+//!
+//! Every [`Proc`] runs in its own process group (so signals reach its whole
+//! tree and a terminal's Ctrl-C does not), has stdin from `/dev/null`,
+//! writes stdout and stderr to a log file (so there is no pipe to drain and
+//! no way to block on a full one), is reaped by [`Proc::wait`] or
+//! [`Proc::try_wait`], and is SIGKILLed and reaped when dropped.
+//!
+//! [`wait_until`] is the one way to wait for readiness: poll a concrete
+//! condition under a deadline, never sleep a fixed time and hope.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// The environment variable carrying the id of the run a process belongs to.
+pub const RUN_ID_VAR: &str = "CRASHER_RUN_ID";
+
+/// Why a process could not be started or controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// The log file could not be opened.
+    #[error("cannot open log file {path}: {source}")]
+    Log {
+        /// Log path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `spawn` failed (missing binary, permissions...).
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// Program name.
+        program: String,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The process did not exit in time.
+    #[error("{0} did not exit within the deadline")]
+    Timeout(String),
+    /// A signal could not be delivered.
+    #[error("cannot signal {name}: {source}")]
+    Signal {
+        /// Process name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// A running (or exited but not yet forgotten) child process.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `cmd` in a new process group, appending its output to `log`.
+    ///
+    /// `name` is how the harness refers to it in messages (`worker1`, `sink`).
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc, ProcError> {
+        let out = open_log(log)?;
+        let err = out.try_clone().map_err(|source| ProcError::Log {
+            path: log.to_owned(),
+            source,
+        })?;
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        let child = cmd.spawn().map_err(|source| ProcError::Spawn {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+            log: log.to_owned(),
+            status: None,
+        })
+    }
+
+    /// The harness's name for this process.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its pid, which is also its process-group id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where its stdout and stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Sends `signal` to the whole process group. Signalling a group that
+    /// has already exited is not an error.
+    pub fn signal(&self, signal: Signal) -> Result<(), ProcError> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match killpg(Pid::from_raw(self.pid() as i32), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(source) => Err(ProcError::Signal {
+                name: self.name.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Reaps the process if it has exited; never blocks.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait()?;
+        }
+        Ok(self.status)
+    }
+
+    /// Whether the process is still running (reaping it if not).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.try_wait(), Ok(None))
+    }
+
+    /// Waits for exit, polling until `deadline`.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Result<ExitStatus, ProcError> {
+        let mut status = None;
+        wait_until(deadline, || {
+            status = self.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.ok_or_else(|| ProcError::Timeout(self.name.clone()))
+    }
+
+    /// SIGKILLs the group and reaps the process; returns its exit status.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let _ = killpg(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        let s = self.child.wait()?;
+        self.status = Some(s);
+        Ok(s)
+    }
+
+    /// SIGTERMs the group, waits up to `grace`, then SIGKILLs.
+    pub fn terminate(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        if self.status.is_none() {
+            let _ = self.signal(Signal::SIGCONT);
+            let _ = self.signal(Signal::SIGTERM);
+            if let Ok(s) = self.wait_deadline(Instant::now() + grace) {
+                return Ok(s);
+            }
+        }
+        self.kill()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Renders an exit status the way a person reads it: `exit 0`, `signal 9 (SIGKILL)`.
+pub fn describe_status(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exit {code}")
+    } else if let Some(sig) = status.signal() {
+        match Signal::try_from(sig) {
+            Ok(s) => format!("signal {sig} ({s})"),
+            Err(_) => format!("signal {sig}"),
+        }
+    } else {
+        format!("{status}")
+    }
+}
+
+fn open_log(path: &Path) -> Result<File, ProcError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| ProcError::Log {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Polls `cond` every few milliseconds until it holds or `deadline` passes.
+/// Returns whether it held.
+pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
+    let mut step = Duration::from_millis(2);
+    loop {
+        if cond() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(step.min(deadline - now));
+        step = (step * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Looks for `binary` beside the running executable (or one folder up, which
+/// is where cargo puts binaries relative to test executables in `deps/`).
+pub fn sibling_binary(binary: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.to_path_buf(), dir.parent()?.to_path_buf()]
+        .into_iter()
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`): with the pid, it identifies a process even after the
+/// pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` runs with `RUN_ID_VAR=run_id` in its environment.
+pub fn belongs_to_run(pid: u32, run_id: &str) -> bool {
+    let needle = format!("{RUN_ID_VAR}={run_id}");
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        .unwrap_or(false)
+}
+
+/// Every live (non-zombie) process whose environment carries
+/// `RUN_ID_VAR=run_id`.
+pub fn processes_of_run(run_id: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| belongs_to_run(pid, run_id) && !is_zombie(pid))
+        .collect()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_process_group_is_killed_and_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("sleep 30 & echo $! > {}; wait", pidfile.display()));
+        let p = Proc::spawn("sh", cmd, &dir.path().join("log")).unwrap();
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+        }));
+        let grandchild: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let pid = p.pid() as i32;
+        drop(p);
+        // The child is reaped: its pid no longer exists as a zombie of ours.
+        assert!(nix::sys::wait::waitpid(Pid::from_raw(pid), None).is_err());
+        // The grandchild got the group's SIGKILL; once init reaps it, it is gone.
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            nix::sys::signal::kill(Pid::from_raw(grandchild), None).is_err()
+                || std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        }));
+    }
+
+    #[test]
+    fn output_goes_to_the_log_and_status_is_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("echo out; echo err >&2; exit 3");
+        let mut p = Proc::spawn("sh", cmd, &log).unwrap();
+        let st = p
+            .wait_deadline(Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(describe_status(st), "exit 3");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("out") && text.contains("err"));
+    }
+
+    #[test]
+    fn a_child_is_found_by_its_run_id_and_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30").env(RUN_ID_VAR, "test-run-xyz");
+        let mut p = Proc::spawn("sleep", cmd, &dir.path().join("log")).unwrap();
+        assert!(start_time(p.pid()).is_some());
+        // Until the child has exec'd, /proc shows the parent's environment.
+        assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
+            belongs_to_run(p.pid(), "test-run-xyz")
+        }));
+        assert!(!belongs_to_run(p.pid(), "test-run-xy"));
+        assert_eq!(processes_of_run("test-run-xyz"), vec![p.pid()]);
+        p.kill().unwrap();
+        assert!(processes_of_run("test-run-xyz").is_empty());
+    }
+
+    #[test]
+    fn kill_reports_the_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut p = Proc::spawn("sleep", cmd, &dir.path().join("log")).unwrap();
+        assert!(p.is_running());
+        let st = p.kill().unwrap();
+        assert_eq!(describe_status(st), "signal 9 (SIGKILL)");
+        assert!(!p.is_running());
+    }
+}

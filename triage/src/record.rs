@@ -1,0 +1,327 @@
+//! The run record: `run.json` in a run directory.
+//!
+//! The soak writes it when the run starts (verdict `running`), rewrites it
+//! every few seconds while the run goes on, and once more at the end, so
+//! `crasher runs`, `crasher triage` and `crasher report` can tell what a
+//! run was, what happened when, and how it ended, even after the run's
+//! processes are long gone. The schema is documented in `docs/triage.md`;
+//! [`RunRecord::read`] accepts files with fields missing (older or crashed
+//! writers) and ignores fields it does not know.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TriageError;
+
+/// File name of the record in a run directory.
+pub const FILE: &str = "run.json";
+
+/// Schema version written by this crate.
+pub const SCHEMA: u32 = 1;
+
+/// At most this many points are kept per series (one process's samples,
+/// one key's progress): beyond it, every other point is dropped, so a long
+/// run's record stays small while its whole span remains covered.
+pub const MAX_POINTS: usize = 2048;
+
+/// Verdict of a run that has not ended.
+pub const RUNNING: &str = "running";
+
+/// Everything known about one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Schema version ([`SCHEMA`]).
+    #[serde(default)]
+    pub schema: u32,
+    /// The run id (the run directory's name by default).
+    #[serde(default)]
+    pub run_id: String,
+    /// The run directory when the run was recorded.
+    #[serde(default)]
+    pub run_dir: Option<PathBuf>,
+    /// Environment profile (its origin: a file or `builtin:NAME`).
+    #[serde(default)]
+    pub profile: String,
+    /// The seed every random choice derived from.
+    #[serde(default)]
+    pub seed: u64,
+    /// The command line's words and options, as given.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The supervisor's process id, to tell a live run from an abandoned one.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Start, in unix seconds; event times are relative to it.
+    #[serde(default)]
+    pub start: f64,
+    /// End, in unix seconds; `None` while running (or if the supervisor died).
+    #[serde(default)]
+    pub end: Option<f64>,
+    /// `running`, `holds`, `violation`, `unknown`, `environment error`.
+    #[serde(default = "running")]
+    pub verdict: String,
+    /// Why: the violation's diagnosis or the reason of an unknown verdict.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The exit code, once decided (0 holds, 1 violation, 2 environment, 3 unknown).
+    #[serde(default)]
+    pub exit_code: Option<u8>,
+    /// Whether the world was paused (SIGSTOP) at the violation.
+    #[serde(default)]
+    pub paused: bool,
+    /// One result per check.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Faults injected, by kind (`sink_crashes`, `worker_crashes`...).
+    #[serde(default)]
+    pub faults: BTreeMap<String, u64>,
+    /// The harness's timeline.
+    #[serde(default)]
+    pub events: Vec<Event>,
+    /// CPU and memory samples, by process name.
+    #[serde(default)]
+    pub processes: BTreeMap<String, ProcSeries>,
+    /// Committed (verified) bytes over time, by routing key.
+    #[serde(default)]
+    pub keys: BTreeMap<String, Vec<KeyPoint>>,
+}
+
+fn running() -> String {
+    RUNNING.to_owned()
+}
+
+impl Default for RunRecord {
+    fn default() -> Self {
+        RunRecord {
+            schema: SCHEMA,
+            run_id: String::new(),
+            run_dir: None,
+            profile: String::new(),
+            seed: 0,
+            args: Vec::new(),
+            pid: None,
+            start: 0.0,
+            end: None,
+            verdict: running(),
+            reason: None,
+            exit_code: None,
+            paused: false,
+            checks: Vec::new(),
+            faults: BTreeMap::new(),
+            events: Vec::new(),
+            processes: BTreeMap::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+/// The outcome of one check of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Check name (`sanity`, `ack-progress`, `process-death`...).
+    pub name: String,
+    /// `passed`, `failed` or `off`.
+    pub status: String,
+    /// What it saw, for a failed check.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// One thing that happened, like the supervisor's `glyphs::Event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// `crash`, `restart`, `join`, `shrink`, `pause`, `resume`, `violation`, `message`, `glyph`...
+    pub kind: String,
+    /// The glyph or message printed.
+    pub text: String,
+}
+
+/// One process's samples over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcSeries {
+    /// `sink`, `worker`, `feeder` or `supervisor`.
+    pub role: String,
+    /// The samples, oldest first.
+    pub points: Vec<ProcPoint>,
+}
+
+/// CPU and memory of one process at one time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProcPoint {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// Process id at that time (changes at each restart).
+    pub pid: u32,
+    /// CPU use since the previous sample, in percent of one core.
+    pub cpu: f32,
+    /// Resident memory, bytes.
+    pub rss: u64,
+}
+
+/// A key's committed bytes at one time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KeyPoint {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// Bytes of the key's output committed and verified so far.
+    pub bytes: u64,
+}
+
+/// One process's CPU and memory, as measured by [`crate::sampler::Sampler`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcSample {
+    /// Role (`sink`, `worker`, `feeder`...).
+    pub role: String,
+    /// Name (`sink`, `initializer`, `worker3`, `feeder.A`...).
+    pub name: String,
+    /// Process id.
+    pub pid: u32,
+    /// CPU use since the previous sample of this pid, percent of one core.
+    pub cpu_percent: f32,
+    /// Resident memory, bytes.
+    pub memory_bytes: u64,
+}
+
+/// Drops every other point once a series is full, keeping the first and
+/// the newest, so its length stays below [`MAX_POINTS`].
+fn thin<T>(v: &mut Vec<T>) {
+    if v.len() < MAX_POINTS {
+        return;
+    }
+    let last = v.len() - 1;
+    let mut i = 0;
+    v.retain(|_| {
+        let keep = i % 2 == 0 || i == last;
+        i += 1;
+        keep
+    });
+}
+
+impl RunRecord {
+    /// Appends samples taken `t` seconds after the start.
+    pub fn push_samples(&mut self, t: f64, samples: &[ProcSample]) {
+        for s in samples {
+            let series = self.processes.entry(s.name.clone()).or_default();
+            series.role.clone_from(&s.role);
+            series.points.push(ProcPoint {
+                t,
+                pid: s.pid,
+                cpu: s.cpu_percent,
+                rss: s.memory_bytes,
+            });
+            thin(&mut series.points);
+        }
+    }
+
+    /// Appends a key's committed bytes at `t` (skipped when unchanged since
+    /// the previous point, except to mark the series' end).
+    pub fn push_progress(&mut self, t: f64, key: &str, bytes: u64) {
+        let v = self.keys.entry(key.to_owned()).or_default();
+        let n = v.len();
+        if n >= 2 && v[n - 1].bytes == bytes && v[n - 2].bytes == bytes {
+            v[n - 1].t = t;
+            return;
+        }
+        v.push(KeyPoint { t, bytes });
+        thin(v);
+    }
+
+    /// Seconds the run lasted (so far, if it has not ended).
+    pub fn duration(&self) -> Option<f64> {
+        let end = self
+            .end
+            .or_else(|| self.events.last().map(|e| self.start + e.t))?;
+        Some((end - self.start).max(0.0))
+    }
+
+    /// The record as pretty JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes the record to `path` atomically: a temporary file in the
+    /// same directory, then a rename, so a reader (or a later triage of a
+    /// crashed run) never sees half a record. There is no fsync: the record
+    /// must survive the writer's crash, not a power cut, and a soak should
+    /// not stall on the disk every few seconds.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), TriageError> {
+        let io = |source| TriageError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| FILE.to_owned());
+        let tmp = dir
+            .map(Path::to_owned)
+            .unwrap_or_default()
+            .join(format!(".{name}.{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&self.to_json()).map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Reads a record, naming the file and the line and column of bad JSON.
+    pub fn read(path: &Path) -> Result<RunRecord, TriageError> {
+        let text = std::fs::read(path).map_err(|source| TriageError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|e| TriageError::BadRecord {
+            path: path.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_both_ends_and_bounds_the_length() {
+        let mut r = RunRecord::default();
+        for i in 0..10_000u32 {
+            r.push_samples(
+                f64::from(i),
+                &[ProcSample {
+                    role: "worker".into(),
+                    name: "worker1".into(),
+                    pid: 7,
+                    cpu_percent: 1.0,
+                    memory_bytes: 1,
+                }],
+            );
+        }
+        let p = &r.processes["worker1"].points;
+        assert!(p.len() < MAX_POINTS, "{}", p.len());
+        assert_eq!(p[0].t, 0.0);
+        assert_eq!(p.last().unwrap().t, 9999.0);
+    }
+
+    #[test]
+    fn flat_progress_is_stored_as_two_points() {
+        let mut r = RunRecord::default();
+        for t in 0..100 {
+            r.push_progress(f64::from(t), "A", if t < 50 { t as u64 } else { 50 });
+        }
+        let v = &r.keys["A"];
+        assert_eq!(v.len(), 52);
+        assert_eq!(v.last().unwrap().t, 99.0);
+        assert_eq!(v.last().unwrap().bytes, 50);
+    }
+}

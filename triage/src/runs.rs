@@ -1,0 +1,142 @@
+//! The list of past runs (`crasher runs`): one row per run directory, from
+//! its `run.json` (or, for a run without one, from its `run.log`).
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::analysis::pid_alive;
+use crate::error::TriageError;
+use crate::record::{self, RunRecord};
+use crate::text::relative;
+use crate::time::{format_utc, now};
+use crate::timeline::parse_run_log;
+
+/// One past run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    /// Run id (the directory name when the record has none).
+    pub id: String,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Start, unix seconds.
+    pub start: Option<f64>,
+    /// Command-line words.
+    pub args: Vec<String>,
+    /// `holds`, `violation`, `unknown`, `running`, `abandoned` (its
+    /// supervisor is gone but the record never got a verdict), `no run.json`
+    /// or `bad run.json`.
+    pub verdict: String,
+    /// Exit code, when decided.
+    pub exit_code: Option<u8>,
+    /// Seconds it lasted (so far, for a running one).
+    pub duration: Option<f64>,
+}
+
+fn row_of(dir: &Path) -> Option<RunRow> {
+    let id = dir.file_name()?.to_string_lossy().into_owned();
+    let rec_path = dir.join(record::FILE);
+    if rec_path.is_file() {
+        return Some(match RunRecord::read(&rec_path) {
+            Ok(r) => {
+                let mut verdict = r.verdict.clone();
+                let mut duration = r.duration();
+                if r.end.is_none() && verdict == record::RUNNING {
+                    if r.pid.is_some_and(pid_alive) {
+                        duration = Some(now() - r.start);
+                    } else {
+                        verdict = "abandoned".into();
+                    }
+                }
+                RunRow {
+                    id: if r.run_id.is_empty() {
+                        id
+                    } else {
+                        r.run_id.clone()
+                    },
+                    dir: dir.to_owned(),
+                    start: Some(r.start),
+                    args: r.args,
+                    verdict,
+                    exit_code: r.exit_code,
+                    duration,
+                }
+            }
+            Err(_) => RunRow {
+                id,
+                dir: dir.to_owned(),
+                start: None,
+                args: Vec::new(),
+                verdict: "bad run.json".into(),
+                exit_code: None,
+                duration: None,
+            },
+        });
+    }
+    let log = std::fs::read(dir.join("run.log")).ok()?;
+    let (_, start, end, _) = parse_run_log(&String::from_utf8_lossy(&log));
+    Some(RunRow {
+        id,
+        dir: dir.to_owned(),
+        start,
+        args: Vec::new(),
+        verdict: "no run.json".into(),
+        exit_code: None,
+        duration: start.zip(end).map(|(s, e)| e - s),
+    })
+}
+
+/// Every run under `runs` (directories with a `run.json` or a `run.log`),
+/// oldest first.
+pub fn list(runs: &Path) -> Result<Vec<RunRow>, TriageError> {
+    let entries = std::fs::read_dir(runs).map_err(|source| TriageError::Io {
+        path: runs.to_owned(),
+        source,
+    })?;
+    let mut rows: Vec<RunRow> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| row_of(&e.path()))
+        .collect();
+    rows.sort_by(|a, b| {
+        a.start
+            .unwrap_or(f64::MAX)
+            .total_cmp(&b.start.unwrap_or(f64::MAX))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(rows)
+}
+
+/// The runs as a table.
+pub fn render(rows: &[RunRow]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<22} {:<19} {:<12} {:>10}  ARGS",
+        "ID", "START (UTC)", "VERDICT", "DURATION"
+    );
+    for r in rows {
+        let start = r
+            .start
+            .map_or("-".to_owned(), |s| format_utc(s)[..19].to_owned());
+        let verdict = match r.exit_code {
+            Some(c) => format!("{} ({c})", r.verdict),
+            None => r.verdict.clone(),
+        };
+        let duration = r.duration.map_or("-".to_owned(), |d| {
+            relative(d).trim_start_matches('+').to_owned()
+        });
+        let _ = writeln!(
+            o,
+            "{:<22} {:<19} {:<12} {:>10}  {}",
+            r.id,
+            start,
+            verdict,
+            duration,
+            r.args.join(" ")
+        );
+    }
+    o
+}

@@ -1,0 +1,192 @@
+//! `crasher create-input-files`, `crasher delete-input-files`, `crasher verify`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::check::{check_keys_with_mode, KeyStatus, Mode};
+use crate::input::{
+    delete_input_files, spec_file_len, validate_keys, write_input_files_with_progress, InputSpec,
+    DEFAULT_KEYS, DEFAULT_SOURCE_BYTES,
+};
+
+/// Exit code: the property holds.
+const HOLDS: u8 = 0;
+/// Exit code: a violation was found.
+const VIOLATION: u8 = 1;
+/// Exit code: usage or environment error.
+const USAGE: u8 = 2;
+
+/// Parses a routing key: one ASCII letter or digit.
+fn parse_key(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [k] if k.is_ascii_alphanumeric() => Ok(*k),
+        _ => Err(format!("bad key {s:?}: a key is one ASCII letter or digit")),
+    }
+}
+
+/// Arguments of `crasher create-input-files`.
+#[derive(Debug, clap::Args)]
+pub struct CreateInputFilesArgs {
+    /// Routing keys, one file each.
+    #[arg(long, value_delimiter = ',', value_parser = parse_key, default_value = "A,B,C,D,E,F,G,H,I,J")]
+    pub keys: Vec<u8>,
+    /// Directory to write `input-file.K.txt` into.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Random source bytes per key (16 per line).
+    #[arg(long, default_value_t = DEFAULT_SOURCE_BYTES)]
+    pub source_bytes: u64,
+    /// Seed of the random source.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the TCP-mode variant: full rows only, each line prefixed with
+    /// its length as a 4-byte big-endian integer.
+    #[arg(long)]
+    pub tcp: bool,
+}
+
+/// Arguments of `crasher delete-input-files`.
+#[derive(Debug, clap::Args)]
+pub struct DeleteInputFilesArgs {
+    /// Directory holding the input files.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Only these keys' files (default: every `input-file.*.txt`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_key)]
+    pub keys: Option<Vec<u8>>,
+}
+
+/// Arguments of `crasher verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Routing key: the first byte of the key's lines.
+    #[arg(value_parser = parse_key)]
+    pub key: u8,
+    /// The key's input file.
+    pub input: PathBuf,
+    /// The sink's output directory (`output.W` and `output.W.txnlog` files).
+    #[arg(long)]
+    pub sink_dir: PathBuf,
+    /// Require the whole input, not just a prefix.
+    #[arg(long)]
+    pub complete: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The guarantee checked: `at-least-once` counts and skips exact
+    /// repeats of already-verified lines instead of calling them a
+    /// violation (loss, reordering and corruption still are).
+    #[arg(long, value_enum, default_value_t = Mode::ExactlyOnce)]
+    pub mode: Mode,
+}
+
+/// Runs `crasher create-input-files`.
+pub fn run_create(args: CreateInputFilesArgs) -> anyhow::Result<ExitCode> {
+    let keys = if args.keys.is_empty() {
+        DEFAULT_KEYS.to_vec()
+    } else {
+        args.keys
+    };
+    validate_keys(&keys)?;
+    let spec = InputSpec {
+        keys,
+        source_bytes: args.source_bytes,
+        seed: args.seed,
+        tcp: args.tcp,
+    };
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let total = spec_file_len(&spec).saturating_mul(spec.keys.len() as u64);
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message("input files");
+        bar
+    });
+    let mut progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.inc(n);
+        }
+    };
+    write_input_files_with_progress(&args.dir, &spec, &mut progress)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(ExitCode::from(HOLDS))
+}
+
+/// Runs `crasher delete-input-files`.
+pub fn run_delete(args: DeleteInputFilesArgs) -> anyhow::Result<ExitCode> {
+    delete_input_files(&args.dir, args.keys.as_deref())
+        .with_context(|| format!("cannot delete input files in {}", args.dir.display()))?;
+    Ok(ExitCode::from(HOLDS))
+}
+
+/// The one-line verdict for a key that holds.
+fn ok_line(s: &KeyStatus) -> String {
+    let name = s
+        .input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| s.input.display().to_string());
+    let mut line = format!(
+        "OK: key {}: {} committed bytes ({} lines) are a prefix of {}",
+        char::from(s.key),
+        s.committed_bytes,
+        s.committed_lines,
+        name
+    );
+    if s.duplicates > 0 {
+        line.push_str(&format!(
+            " once {} repeated line(s) are skipped ({} bytes verified; at-least-once)",
+            s.duplicates, s.verified_bytes
+        ));
+    }
+    line
+}
+
+/// Runs `crasher verify`.
+pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let checked = check_keys_with_mode(
+        &args.sink_dir,
+        [(args.key, args.input.clone())],
+        args.complete,
+        args.mode,
+    );
+    let status = match checked.map(|mut v| v.remove(0)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crasher verify: error: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    if args.json {
+        let mut v = serde_json::to_value(&status)?;
+        v["holds"] = status.holds().into();
+        v["complete_required"] = args.complete.into();
+        v["mode"] = args.mode.as_str().into();
+        println!("{v}");
+    } else if let Some(v) = &status.violation {
+        println!("VIOLATION: {v}");
+    } else if args.complete {
+        println!(
+            "{} (the whole input)",
+            ok_line(&status).replace("are a prefix of", "equal")
+        );
+    } else {
+        println!("{}", ok_line(&status));
+    }
+    Ok(ExitCode::from(if status.holds() {
+        HOLDS
+    } else {
+        VIOLATION
+    }))
+}
