@@ -361,10 +361,12 @@ fn soak_with_crashes_and_pauses_holds() {
         .env("CRASHER_NATS_SERVER", &server)
         .args(["3", "crash1", "pause", "--env"])
         .arg(root().join("env/nats-jetstream.toml"))
-        .args(["--keys", "A,B", "--input-bytes", "100000", "--rate", "0"])
+        // 200 kB per key at 5 kB/s outlasts the 30 s the soak must run.
+        .args(["--keys", "A,B", "--input-bytes", "200000", "--rate", "5000"])
         .args(["--duration", "30s", "--on-failure", "kill", "--runs"])
         .arg(t.path().join("runs"));
     let log = t.path().join("soak.log");
+    let started = Instant::now();
     let mut p = Proc::spawn("soak", cmd, &log).unwrap();
     let st = p
         .wait_deadline(Instant::now() + Duration::from_secs(80))
@@ -376,8 +378,16 @@ fn soak_with_crashes_and_pauses_holds() {
         "{text}"
     );
     assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "the soak ended before 30 s: {text}"
+    );
+    assert!(
         text.contains("c1") && text.contains("r1"),
         "node 1 was never crashed: {text}"
+    );
+    assert!(
+        ["p1", "p2", "p3"].iter().any(|g| text.contains(g)),
+        "no node was ever paused: {text}"
     );
 }
 
