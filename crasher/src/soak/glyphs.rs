@@ -75,7 +75,8 @@ impl Glyphs {
         if let Some(f) = g.log.as_mut() {
             let _ = f.write_all(s.as_bytes());
         }
-        g.tail.push_str(text);
+        // The tail keeps exactly what was printed, line breaks included.
+        g.tail.push_str(&s);
         if g.tail.len() > TAIL {
             let cut = g.tail.len() - TAIL;
             let cut = (cut..g.tail.len())
@@ -110,7 +111,7 @@ impl Glyphs {
         self.emit(text, kind, true);
     }
 
-    /// The last glyphs printed, for the pause manifest.
+    /// The last glyphs and lines printed, as printed, for the pause manifest.
     pub fn tail(&self) -> String {
         self.inner
             .lock()
@@ -126,5 +127,23 @@ impl Glyphs {
             .unwrap_or_else(|e| e.into_inner())
             .events
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_keeps_line_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Glyphs::new(&dir.path().join("run.log"), true).unwrap();
+        g.glyph(",");
+        g.glyph("c1");
+        g.line("Join worker4.");
+        g.glyph("r1");
+        assert_eq!(g.tail(), ",c1\nJoin worker4.\nr1");
+        let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+        assert_eq!(log, g.tail());
     }
 }
