@@ -170,6 +170,21 @@ fn injected_die_randomly_is_caught() {
 }
 
 #[test]
+fn injected_reorder_on_migrate_is_caught() {
+    injected("reorder-on-migrate", &["2", "grow"], "sanity");
+}
+
+#[test]
+fn injected_lose_on_shrink_is_caught() {
+    injected("lose-on-shrink", &["3", "shrink"], "sanity");
+}
+
+#[test]
+fn injected_ack_before_commit_is_caught() {
+    injected("ack-before-commit", &["2", "crash1"], "sanity");
+}
+
+#[test]
 fn injected_stall_after_restart_is_caught() {
     injected(
         "stall-after-restart",
