@@ -19,13 +19,27 @@ use crate::bugs::Bug;
                   (`listening on ...`) and written to --ready-file."
 )]
 pub struct Args {
-    /// Source listener for feeders (connector protocol v3): HOST:PORT, or
-    /// Wallaroo's NAME@HOST:PORT:COOKIE:MAX_CREDITS:REFILL_CREDITS.
+    /// Source listener for feeders (connector protocol v3, or with
+    /// `--source tcp` length-framed records): HOST:PORT, or Wallaroo's
+    /// NAME@HOST:PORT:COOKIE:MAX_CREDITS:REFILL_CREDITS.
     #[arg(long = "in", value_name = "ADDR", value_parser = parse_source)]
     pub source: SourceSpec,
-    /// The 2PC sink.
+    /// The sink: the 2PC sink, or with `--sink tcp` a plain TCP receiver.
     #[arg(long, value_name = "HOST:PORT")]
     pub out: String,
+    /// What `--in` speaks: connector protocol v3, or plain TCP (a 4-byte
+    /// big-endian length then the record; TCP mode, see docs/passthrough.md).
+    #[arg(
+        long = "source",
+        value_enum,
+        value_name = "KIND",
+        default_value = "connector"
+    )]
+    pub source_kind: SourceKind,
+    /// What `--out` speaks: 2PC (connector sink protocol), or plain TCP
+    /// (records written as they arrive, no transactions; TCP mode).
+    #[arg(long = "sink", value_enum, value_name = "KIND", default_value = "2pc")]
+    pub sink_kind: SinkKind,
     /// The initializer's control address (the initializer listens there;
     /// other workers connect to it).
     #[arg(long, value_name = "HOST:PORT")]
@@ -73,7 +87,32 @@ pub struct Args {
     pub ready_file: Option<PathBuf>,
 }
 
+/// What the source listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// Connector protocol v3 (`crasher feed`): dedup, credits, acks of
+    /// committed positions.
+    Connector,
+    /// Plain TCP (`crasher blast`): length-framed records, no acks.
+    Tcp,
+}
+
+/// What the sink connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkKind {
+    /// Connector sink protocol with two-phase commit (`crasher sink`).
+    #[value(name = "2pc")]
+    TwoPc,
+    /// Plain TCP (`crasher receive`): bytes as they arrive.
+    Tcp,
+}
+
 impl Args {
+    /// Whether this worker runs in TCP mode (`--source tcp --sink tcp`).
+    pub fn tcp_mode(&self) -> bool {
+        self.source_kind == SourceKind::Tcp
+    }
+
     /// The worker name.
     pub fn worker_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| "initializer".into())
@@ -90,6 +129,27 @@ impl Args {
             return Err(format!(
                 "--name {name:?}: use letters, digits, '-' and '_' only (it names the sink's files)"
             ));
+        }
+        match (self.source_kind, self.sink_kind) {
+            (SourceKind::Connector, SinkKind::TwoPc) | (SourceKind::Tcp, SinkKind::Tcp) => {}
+            (s, k) => {
+                return Err(format!(
+                    "--source {} with --sink {}: TCP mode is --source tcp and --sink tcp together \
+                     (a TCP source has nothing to replay after a 2PC rollback, and a connector \
+                     source needs 2PC commits to ack its feeders)",
+                    kind_name(s),
+                    kind_name(k)
+                ))
+            }
+        }
+        if let Some(bug) = self.inject {
+            if self.tcp_mode() && bug != Bug::DieRandomly {
+                return Err(format!(
+                    "--inject {}: in TCP mode only die-randomly applies (the other bugs act on \
+                     the connector source or the 2PC sink)",
+                    kind_name(bug)
+                ));
+            }
         }
         if self.cluster_initializer {
             if self.control.is_none() {
@@ -113,6 +173,12 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// The command-line spelling of a value.
+fn kind_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_owned())
 }
 
 /// Where feeders connect and how they are credited.
@@ -223,6 +289,59 @@ mod tests {
         assert!(parse_source("x@127.0.0.1:7100:c:10:20").is_err());
         assert!(parse_source("127.0.0.1").is_err());
         assert!(parse_source("x@127.0.0.1:port").is_err());
+    }
+
+    #[test]
+    fn tcp_mode_is_both_flags_together() {
+        let base = [
+            "passthrough",
+            "--in",
+            "127.0.0.1:0",
+            "--out",
+            "127.0.0.1:1",
+            "--resilience-dir",
+            "state",
+            "--cluster-initializer",
+            "--control",
+            "127.0.0.1:0",
+        ];
+        let with = |extra: &[&str]| {
+            let v: Vec<&str> = base.iter().chain(extra).copied().collect();
+            Args::try_parse_from(v).unwrap()
+        };
+        let a = with(&[]);
+        assert_eq!(
+            (a.source_kind, a.sink_kind),
+            (SourceKind::Connector, SinkKind::TwoPc)
+        );
+        assert!(a.validate().is_ok() && !a.tcp_mode());
+        let t = with(&["--source", "tcp", "--sink", "tcp"]);
+        assert!(t.validate().is_ok() && t.tcp_mode());
+        let e = with(&["--source", "tcp"]).validate().unwrap_err();
+        assert!(e.contains("--source tcp with --sink 2pc"), "{e}");
+        let e = with(&["--sink", "tcp"]).validate().unwrap_err();
+        assert!(e.contains("--source connector with --sink tcp"), "{e}");
+        let e = with(&[
+            "--source",
+            "tcp",
+            "--sink",
+            "tcp",
+            "--inject",
+            "drop-after-recovery",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("--inject drop-after-recovery"), "{e}");
+        let die = with(&[
+            "--source",
+            "tcp",
+            "--sink",
+            "tcp",
+            "--inject",
+            "die-randomly",
+        ]);
+        assert!(die.validate().is_ok());
+        assert!(Args::try_parse_from(base.iter().chain(&["--sink", "udp"])).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //! - [`durable`]: state that survives a crash.
 //! - [`external`]: status and shrink queries.
 //! - [`bugs`]: switchable bugs.
+//! - [`tcpmode`]: TCP mode (`--source tcp --sink tcp`): a plain TCP source
+//!   and sink in place of the connector ingress and the 2PC owner.
 
 pub mod bugs;
 pub mod cli;
@@ -38,6 +40,7 @@ pub mod links;
 pub mod owner;
 pub mod route;
 pub mod sinkconn;
+pub mod tcpmode;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -201,19 +204,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.cookie.clone(),
         bugs.clone(),
     );
-    tokio::spawn(owner::run(
-        SinkConfig {
-            name: name.clone(),
-            addr: args.out.clone(),
-            cookie: args.cookie.clone(),
-        },
-        bugs.clone(),
-        owner_cmd_rx,
-        owner_in_rx,
-        owner_ev_tx,
-    ));
+    if args.tcp_mode() {
+        // The connector ingress stays idle (the agent's calls on it find no
+        // feeders); the plain TCP ends take the source and the sink.
+        info!(
+            "TCP mode: plain TCP source on {src_a}, plain TCP sink to {}",
+            args.out
+        );
+        tokio::spawn(tcpmode::sink::run(
+            name.clone(),
+            args.out.clone(),
+            owner_cmd_rx,
+            owner_in_rx,
+            owner_ev_tx,
+        ));
+        tokio::spawn(tcpmode::source::serve(
+            src_l,
+            router.clone(),
+            uplink_tx.clone(),
+        ));
+    } else {
+        tokio::spawn(owner::run(
+            SinkConfig {
+                name: name.clone(),
+                addr: args.out.clone(),
+                cookie: args.cookie.clone(),
+            },
+            bugs.clone(),
+            owner_cmd_rx,
+            owner_in_rx,
+            owner_ev_tx,
+        ));
+        tokio::spawn(ingress::serve(src_l, ingress.clone()));
+    }
     tokio::spawn(links::serve(data_l, owner_in_tx));
-    tokio::spawn(ingress::serve(src_l, ingress.clone()));
     let mut keep_status = None;
     let hello = ToCoord::Hello {
         name: name.clone(),

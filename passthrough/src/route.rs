@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, RwLock};
+use tokio::sync::{mpsc, Notify, RwLock};
 
 use crate::data::Item;
 
@@ -94,6 +94,9 @@ pub struct Router {
     pub me: Arc<str>,
     /// The gate (see the module doc).
     pub gate: RwLock<Route>,
+    /// Woken whenever [`Router::activate`] leaves the gate active (the TCP
+    /// source waits on it while the cluster recovers).
+    pub activated: Notify,
     streams: Mutex<Streams>,
 }
 
@@ -114,6 +117,7 @@ impl Router {
         Router {
             me: Arc::from(me),
             gate: RwLock::new(Route::default()),
+            activated: Notify::new(),
             streams: Mutex::new(Streams::default()),
         }
     }
@@ -164,6 +168,9 @@ impl Router {
         let mut g = self.gate.write().await;
         if g.gen == gen && !g.draining && g.outs.len() == g.members.len() {
             g.active = true;
+        }
+        if g.active {
+            self.activated.notify_waiters();
         }
         g.active
     }

@@ -302,6 +302,17 @@ async fn soak(
     for l in loop_names(&spec, mode) {
         h.out.line(&l);
     }
+    if mode == Mode::Tcp {
+        h.out.line(&format!(
+            "TCP mode: no data verification, ack progress or registry progress (no 2PC); \
+             checked: process deaths, sink log errors, and bytes reaching the receiver{}",
+            if args.duration.is_none() {
+                " (nothing can complete in TCP mode: give --duration, or stop with Ctrl-C)"
+            } else {
+                ""
+            }
+        ));
+    }
     h.out.line(&format!("Start time: {}", unix_ms()));
     h.out.line("Done, yay ... waiting");
 
@@ -557,7 +568,12 @@ async fn conclude(
         }
         Outcome::DurationReached => {
             let summary = sanity::final_summary(h, inputs).await;
-            h.out.line(&summary.text);
+            let mode = h.cluster().profile().mode;
+            let tcp = (mode == Mode::Tcp).then(|| sanity::tcp_receipt(h));
+            match &tcp {
+                Some(t) => h.out.line(&t.text),
+                None => h.out.line(&summary.text),
+            }
             print_duration();
             let c = &h.counters;
             let mut never = Vec::new();
@@ -580,6 +596,17 @@ async fn conclude(
                     never.join(", ")
                 ));
                 exit::UNKNOWN
+            } else if let Some(t) = &tcp {
+                if let Some(why) = &t.unknown {
+                    h.out.line(&format!("Verdict unknown: {why}"));
+                    exit::UNKNOWN
+                } else {
+                    h.out.line(
+                        "Duration reached with no violation (TCP mode: no process died by \
+                         itself and the receiver kept receiving; no data was verified).",
+                    );
+                    exit::HOLDS
+                }
             } else if summary.verified_bytes == 0 && !spec.no_sanity {
                 h.out
                     .line("Verdict unknown: nothing was committed, so nothing was verified");

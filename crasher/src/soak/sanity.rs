@@ -277,6 +277,67 @@ pub async fn final_summary(h: &Arc<Harness>, inputs: &BTreeMap<String, PathBuf>)
     }
 }
 
+/// What the receiver got in a TCP mode run, where nothing is verified.
+pub struct TcpReceipt {
+    /// Human text for the end of the run.
+    pub text: String,
+    /// Why the verdict is unknown, if it is (else the run holds).
+    pub unknown: Option<String>,
+}
+
+/// TCP mode's end-of-run figures: bytes at the receiver, how long ago the
+/// last of them arrived, and how many blasters finished their file. The
+/// run holds when the receiver got data and, unless every blaster is done,
+/// was still getting it within `tcp_receive_stall` of the end.
+pub fn tcp_receipt(h: &Harness) -> TcpReceipt {
+    let (output, keys, done) = {
+        let c = h.cluster();
+        let keys = c.settings().inputs.len();
+        let done = c
+            .settings()
+            .inputs
+            .keys()
+            .filter(|k| c.done_feeders().contains(*k))
+            .count();
+        (c.run_dir().sink_prefix(), keys, done)
+    };
+    let meta = std::fs::metadata(&output).ok();
+    let received = meta.as_ref().map_or(0, |m| m.len());
+    let idle = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    let stall = h.timings.tcp_receive_stall;
+    let text = format!(
+        "TCP mode: no data verification (plain TCP source and sink, no commits to check).\n  \
+         the receiver got {received} bytes ({}){}; blasters done with their file: {done} of {keys}",
+        output.display(),
+        if received > 0 {
+            format!(", the last {:.1}s before the end", idle.as_secs_f64())
+        } else {
+            String::new()
+        }
+    );
+    let unknown = tcp_unknown(received, idle.as_secs_f64(), done == keys, stall);
+    TcpReceipt { text, unknown }
+}
+
+/// Why a timed TCP mode run has no verdict, if it has none: the receiver
+/// got no bytes, or none for more than `stall` seconds (`idle`) while some
+/// blaster was still sending.
+pub fn tcp_unknown(received: u64, idle: f64, all_done: bool, stall: f64) -> Option<String> {
+    if received == 0 {
+        Some("TCP mode: the receiver got no bytes".to_owned())
+    } else if !all_done && idle > stall {
+        Some(format!(
+            "TCP mode: the receiver got nothing in the last {idle:.0}s while blasters were still \
+             sending (tcp_receive_stall={stall})"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Waits (briefly) until every process of the run is in the stopped state
 /// and returns the milliseconds from detection to the last one stopping.
 pub fn wait_all_stopped(h: &Harness, decided: Instant) -> f64 {
@@ -503,4 +564,20 @@ async fn crashsink_crash0_overlap(h: &Harness) -> Result<(), String> {
         "initializer after overlapping sink and initializer crashes",
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_unknown;
+
+    #[test]
+    fn a_tcp_run_holds_only_when_the_receiver_kept_receiving() {
+        assert_eq!(tcp_unknown(1000, 1.0, false, 30.0), None);
+        // Every blaster done: a quiet receiver is expected.
+        assert_eq!(tcp_unknown(1000, 300.0, true, 30.0), None);
+        let none = tcp_unknown(0, 0.0, true, 30.0).unwrap();
+        assert!(none.contains("got no bytes"), "{none}");
+        let stalled = tcp_unknown(1000, 45.0, false, 30.0).unwrap();
+        assert!(stalled.contains("nothing in the last 45s"), "{stalled}");
+    }
 }

@@ -94,6 +94,9 @@ timings! {
     clean_gz_period = 10.0,
     /// Start-up: readiness wait for the whole cluster.
     startup_ready = 30.0,
+    /// TCP mode: a timed run whose receiver got nothing for this long at
+    /// the end while blasters were still sending has an unknown verdict.
+    tcp_receive_stall = 30.0,
 }
 
 impl Timings {

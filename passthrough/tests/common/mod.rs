@@ -71,6 +71,9 @@ pub struct Cluster {
     pub interval: String,
     /// Bug switched on in every worker started from now on.
     pub inject: Option<String>,
+    /// TCP mode: workers run `--source tcp --sink tcp`, the sink is
+    /// `crasher receive` and the input files are length-framed records.
+    pub tcp: bool,
     starts: u64,
 }
 
@@ -83,18 +86,30 @@ impl Cluster {
     /// A cluster with input files for `keys` (`source_bytes` random bytes
     /// each, about 3.06 times larger as lines).
     pub fn new(keys: &str, source_bytes: u64) -> Cluster {
+        Cluster::with_inputs(keys, source_bytes, false)
+    }
+
+    /// A TCP mode cluster (see [`Cluster::tcp`]) with input files of
+    /// 53-byte framed records for `keys`.
+    pub fn new_tcp(keys: &str, source_bytes: u64) -> Cluster {
+        Cluster::with_inputs(keys, source_bytes, true)
+    }
+
+    fn with_inputs(keys: &str, source_bytes: u64, tcp: bool) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("passthrough-test-")
             .tempdir()
             .unwrap();
-        let out = Command::new(crasher())
-            .args(["create-input-files", "--keys", keys, "--seed", "1"])
+        let mut cmd = Command::new(crasher());
+        cmd.args(["create-input-files", "--keys", keys, "--seed", "1"])
             .arg("--source-bytes")
             .arg(source_bytes.to_string())
             .arg("--dir")
-            .arg(dir.path().join("in"))
-            .output()
-            .unwrap();
+            .arg(dir.path().join("in"));
+        if tcp {
+            cmd.arg("--tcp");
+        }
+        let out = cmd.output().unwrap();
         assert!(out.status.success(), "create-input-files: {out:?}");
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         Cluster {
@@ -108,6 +123,7 @@ impl Cluster {
             feeders: BTreeMap::new(),
             interval: "250ms".into(),
             inject: None,
+            tcp,
             starts: 0,
         }
     }
@@ -127,7 +143,8 @@ impl Cluster {
         self.path(&format!("in/input-file.{key}.txt"))
     }
 
-    /// Starts the sink (on its previous port when restarting).
+    /// Starts the sink (on its previous port when restarting): `crasher
+    /// sink`, or in TCP mode `crasher receive` appending to `sink/output`.
     pub fn start_sink(&mut self) {
         let ready = self.path("sink.ready");
         let _ = std::fs::remove_file(&ready);
@@ -138,12 +155,20 @@ impl Cluster {
         };
         let log = self.log("sink");
         let mut cmd = Command::new(crasher());
-        cmd.args(["sink", "--listen", &listen, "--output"])
-            .arg(self.path("sink/output"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .arg("--log")
-            .arg(&log);
+        if self.tcp {
+            std::fs::create_dir_all(self.path("sink")).unwrap();
+            cmd.args(["receive", "--listen", &listen, "--output"])
+                .arg(self.path("sink/output"))
+                .arg("--ready-file")
+                .arg(&ready);
+        } else {
+            cmd.args(["sink", "--listen", &listen, "--output"])
+                .arg(self.path("sink/output"))
+                .arg("--ready-file")
+                .arg(&ready)
+                .arg("--log")
+                .arg(&log);
+        }
         self.sink = Some(Proc::spawn("sink", cmd, &log).unwrap());
         let mut addr = None;
         assert!(
@@ -174,6 +199,9 @@ impl Cluster {
         ]);
         if let Some(bug) = &self.inject {
             args.extend(["--inject".into(), bug.clone()]);
+        }
+        if self.tcp {
+            args.extend(["--source", "tcp", "--sink", "tcp"].map(String::from));
         }
         let log = self.log(name);
         let mut cmd = Command::new(passthrough());
@@ -306,6 +334,39 @@ impl Cluster {
             .arg(&log);
         self.feeders
             .insert(key, Proc::spawn(&format!("feed.{key}"), cmd, &log).unwrap());
+    }
+
+    /// TCP mode: starts `crasher blast` of `key`'s input file at the
+    /// initializer, `interval_ms` between batches of 6 records.
+    pub fn blast(&mut self, key: char, interval_ms: u64) -> Proc {
+        let log = self.log(&format!("blast.{key}"));
+        let mut cmd = Command::new(crasher());
+        cmd.args(["blast", "--target", &self.init.source, "--file"])
+            .arg(self.input(key))
+            .args(["--msg-size", "53", "--batch-size", "6", "--interval-ms"])
+            .arg(interval_ms.to_string());
+        Proc::spawn(&format!("blast.{key}"), cmd, &log).unwrap()
+    }
+
+    /// The log of the latest start of `what` (a worker name, `sink`, ...).
+    pub fn latest_log(&self, what: &str) -> String {
+        let prefix = format!("{what}.");
+        let mut best: Option<(u64, PathBuf)> = None;
+        for e in std::fs::read_dir(self.path("logs")).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(n) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".log"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if best.as_ref().map_or(true, |(b, _)| n > *b) {
+                best = Some((n, e.path()));
+            }
+        }
+        best.and_then(|(_, p)| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
     }
 
     /// Starts every key's feeder.
