@@ -10,7 +10,7 @@
 //! line accepted before the snapshot of positions is on its owner's link
 //! ahead of the barrier, and every line after it behind.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -95,6 +95,9 @@ pub struct Router {
     /// The gate (see the module doc).
     pub gate: RwLock<Route>,
     streams: Mutex<Streams>,
+    /// A copy of the gate's members, readable without waiting for the gate
+    /// (for the external API).
+    routing: Mutex<Vec<String>>,
 }
 
 /// Result of [`Router::barrier`].
@@ -115,7 +118,25 @@ impl Router {
             me: Arc::from(me),
             gate: RwLock::new(Route::default()),
             streams: Mutex::new(Streams::default()),
+            routing: Mutex::new(Vec::new()),
         }
+    }
+
+    fn set_routing(&self, members: &[String]) {
+        *self.routing.lock().unwrap_or_else(|e| e.into_inner()) = members.to_vec();
+    }
+
+    /// The owner of every routing key that is an ASCII letter or digit
+    /// under the current routing (empty before the first generation).
+    pub fn key_owners(&self) -> BTreeMap<String, String> {
+        let members = self.routing.lock().unwrap_or_else(|e| e.into_inner());
+        (b'0'..=b'z')
+            .filter(u8::is_ascii_alphanumeric)
+            .filter_map(|k| {
+                let i = owner_index(k, members.len())?;
+                Some(((k as char).to_string(), members[i].clone()))
+            })
+            .collect()
     }
 
     /// The stream registry (hold it only without awaiting).
@@ -131,6 +152,7 @@ impl Router {
         g.gen = gen;
         g.active = false;
         g.draining = false;
+        self.set_routing(&members);
         g.members = members;
         g.outs.clear();
         let mut s = self.streams();
@@ -234,6 +256,7 @@ impl Router {
         if g.draining {
             g.active = false;
         }
+        self.set_routing(&next);
         g.members = next;
         g.outs = next_outs;
         BarrierResult::Sent(positions)
@@ -275,7 +298,9 @@ mod tests {
     async fn barrier_snapshots_and_switches() {
         let r = Router::new("initializer");
         let (out, mut rx) = local("initializer");
+        assert!(r.key_owners().is_empty());
         r.reset(5, vec!["initializer".into()]).await;
+        assert_eq!(r.key_owners()["z"], "initializer");
         assert!(r.set_outs(5, vec![out.clone()]).await);
         assert!(r.activate(5).await);
         {
@@ -333,5 +358,8 @@ mod tests {
             .await;
         assert!(r.gate.read().await.draining);
         assert!(!r.activate(5).await);
+        let owners = r.key_owners();
+        assert_eq!(owners.len(), 62);
+        assert_eq!(owners["A"], "worker1");
     }
 }
