@@ -40,6 +40,11 @@ pN/uN worker N paused/resumed; {AP} ack progress; {RP} registry progress;
 Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
 3 verdict unknown.
 
+To drive a run step by step from a shell instead, use the low-level
+commands (start-sink, start-initializer -n N, start-worker [-j] N,
+crash-worker N, poll-ready N, poll-all-ready, start-feeder KEY, status,
+reset ...; see docs/commands.md).
+
 Example:
   crasher 4 crash1 grow --duration 10m --on-failure kill
   crasher 2 crash0 crash-sink --input-bytes 200000 --rate 0";
