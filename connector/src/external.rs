@@ -3,6 +3,8 @@
 //! A message is `u32` big-endian length (= 2 + payload length), `u16`
 //! message id, then the payload. Status and shrink payloads are JSON.
 
+use std::collections::BTreeMap;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder};
@@ -35,6 +37,12 @@ pub struct ClusterStatus {
     pub worker_names: Vec<String>,
     /// False while the worker recovers or the cluster is stopped.
     pub processing_messages: bool,
+    /// Which member owns each routing key (a single ASCII letter or digit)
+    /// under the worker's current routing. An extension of the reference
+    /// cluster: Wallaroo and other systems omit it, and it is omitted from
+    /// the JSON when absent, so the message stays what they send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_owners: Option<BTreeMap<String, String>>,
 }
 
 /// A request to remove workers from the cluster (or, with `query`, to ask
@@ -186,6 +194,7 @@ mod tests {
             worker_count: 2,
             worker_names: vec!["initializer".into(), "worker1".into()],
             processing_messages: true,
+            key_owners: Some(BTreeMap::from([("A".into(), "worker1".into())])),
         });
         let mut b = BytesMut::new();
         msg.encode(&mut b).unwrap();
@@ -195,6 +204,19 @@ mod tests {
             ExternalCodec.decode(&mut bad),
             Err(FrameError::BadJson { id: 10, .. })
         ));
+        // Wallaroo's reply has no key_owners; it decodes as None and
+        // encodes back without the field.
+        let wallaroo =
+            br#"{"worker_count":1,"worker_names":["initializer"],"processing_messages":false}"#;
+        let mut b = BytesMut::new();
+        b.put_u32(wallaroo.len() as u32 + 2);
+        b.put_u16(ID_CLUSTER_STATUS);
+        b.put_slice(wallaroo);
+        let Some(ExternalMsg::ClusterStatus(s)) = ExternalCodec.decode(&mut b).unwrap() else {
+            panic!("not a status")
+        };
+        assert_eq!(s.key_owners, None);
+        assert_eq!(to_json(&s), wallaroo.to_vec());
         let mut huge = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
         assert!(matches!(
             ExternalCodec.decode(&mut huge),

@@ -40,6 +40,11 @@ pN/uN worker N paused/resumed; {AP} ack progress; {RP} registry progress;
 Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
 3 verdict unknown.
 
+To drive a run step by step from a shell instead, use the low-level
+commands (start-sink, start-initializer -n N, start-worker [-j] N,
+crash-worker N, poll-ready N, poll-all-ready, start-feeder KEY, status,
+reset ...; see docs/commands.md).
+
 Example:
   crasher 4 crash1 grow --duration 10m --on-failure kill
   crasher 2 crash0 crash-sink --input-bytes 200000 --rate 0";
@@ -93,6 +98,28 @@ pub enum Command {
     Status(crate::ops::StatusArgs),
     /// Stop every process of a run and delete its state and output (inputs are kept).
     Reset(crate::ops::ResetArgs),
+    /// Start the run's sink (a new run if there is none) and wait until it listens.
+    StartSink(crate::manual::StartSinkArgs),
+    /// SIGKILL the run's sink.
+    CrashSink(crate::manual::RunArgs),
+    /// Start the initializer, worker 0 (a new run if there is none).
+    StartInitializer(crate::manual::StartInitializerArgs),
+    /// Start worker N as a cluster member, or joining the cluster with -j.
+    StartWorker(crate::manual::StartWorkerArgs),
+    /// Start worker N joining the running cluster (start-worker -j N).
+    JoinWorker(crate::manual::WorkerArgs),
+    /// Ask the initializer to remove worker N; wait until it exits.
+    ShrinkWorker(crate::manual::ShrinkArgs),
+    /// SIGKILL worker N (0 = initializer) and rotate its log.
+    CrashWorker(crate::manual::WorkerArgs),
+    /// Wait until worker N (0 = initializer) processes messages: exit 0, or 1 at the deadline.
+    PollReady(crate::manual::PollReadyArgs),
+    /// Wait until every member of the run processes messages (one shared deadline).
+    PollAllReady(crate::manual::PollAllReadyArgs),
+    /// Start the feeder of KEY (its input file is written if missing).
+    StartFeeder(crate::manual::KeyArgs),
+    /// SIGKILL the feeder of KEY.
+    CrashFeeder(crate::manual::KeyArgs),
     /// Post-mortem of a run's logs (plain and .gz): failure signatures, ranked, next to the faults before them.
     Triage(triage::cli::TriageArgs),
     /// List past runs from their run.json: id, start, verdict, duration, arguments.
@@ -123,6 +150,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Recipe(a)) => crate::recipe::run(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
+        Some(Command::StartSink(a)) => crate::manual::start_sink(a),
+        Some(Command::CrashSink(a)) => crate::manual::crash_sink(a),
+        Some(Command::StartInitializer(a)) => crate::manual::start_initializer(a),
+        Some(Command::StartWorker(a)) => crate::manual::start_worker(a),
+        Some(Command::JoinWorker(a)) => crate::manual::join_worker(a),
+        Some(Command::ShrinkWorker(a)) => crate::manual::shrink_worker(a),
+        Some(Command::CrashWorker(a)) => crate::manual::crash_worker(a),
+        Some(Command::PollReady(a)) => crate::manual::poll_ready(a),
+        Some(Command::PollAllReady(a)) => crate::manual::poll_all_ready(a),
+        Some(Command::StartFeeder(a)) => crate::manual::start_feeder(a),
+        Some(Command::CrashFeeder(a)) => crate::manual::crash_feeder(a),
         Some(Command::Triage(a)) => triage::cli::run_triage(a),
         Some(Command::Runs(a)) => triage::cli::run_runs(a),
         Some(Command::Report(a)) => triage::cli::run_report(a),

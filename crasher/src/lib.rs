@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod exit;
+pub mod manual;
 pub mod ops;
 pub mod recipe;
 pub mod soak;

@@ -3,6 +3,7 @@
 //! (default: `crasher-runs/current`) and identify its processes by pid,
 //! start time and `CRASHER_RUN_ID`, never by name.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,16 +21,43 @@ pub struct RunSel {
     /// The run directory (default: RUNS/current).
     #[arg(long, env = "CRASHER_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
+    /// The run with this id (RUNS/ID).
+    #[arg(long, value_name = "ID", conflicts_with = "run_dir")]
+    pub run: Option<String>,
     /// Where runs live.
     #[arg(long, env = "CRASHER_RUNS", default_value = "crasher-runs")]
     pub runs: PathBuf,
 }
 
+/// The selected run has no `state.json`: never started, or reset.
+#[derive(Debug, thiserror::Error)]
+#[error("no run in {}: {} does not exist (never started, or reset); start one with `crasher start-sink` or a soak, or choose another with --runs, --run or --run-dir", dir.display(), dir.join(crate::soak::state::FILE).display())]
+pub struct NoRun {
+    /// The directory looked in.
+    pub dir: PathBuf,
+}
+
 impl RunSel {
-    fn dir(&self) -> PathBuf {
-        self.run_dir
-            .clone()
-            .unwrap_or_else(|| self.runs.join("current"))
+    /// The selected run directory: `--run-dir`, `RUNS/ID`, or `RUNS/current`.
+    pub fn dir(&self) -> PathBuf {
+        match (&self.run_dir, &self.run) {
+            (Some(d), _) => d.clone(),
+            (None, Some(id)) => self.runs.join(id),
+            (None, None) => self.runs.join("current"),
+        }
+    }
+
+    /// Whether the selected run has a state file.
+    pub fn exists(&self) -> bool {
+        self.dir().join(crate::soak::state::FILE).is_file()
+    }
+
+    /// Reads the selected run's state; a missing one is [`NoRun`].
+    pub fn load(&self) -> anyhow::Result<RunState> {
+        if !self.exists() {
+            return Err(NoRun { dir: self.dir() }.into());
+        }
+        RunState::read(&self.dir())
     }
 }
 
@@ -54,8 +82,7 @@ pub struct ResetArgs {
 
 /// `crasher status`: the run at a glance.
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.run.dir();
-    let st = RunState::read(&dir)?;
+    let st = args.run.load()?;
     let feeders: Vec<(String, Option<feeders::status::FeedStatus>)> = st
         .inputs
         .keys()
@@ -64,12 +91,17 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             (k.clone(), feeders::status::FeedStatus::read(&p).ok())
         })
         .collect();
+    // A manual run creates a key's input only when its feeder first starts.
     let verdict = verify::check::check_keys(
         &st.run_dir.join("sink"),
-        st.inputs.iter().map(|(k, p)| (k.as_bytes()[0], p.clone())),
+        st.inputs
+            .iter()
+            .filter(|(_, p)| p.is_file())
+            .map(|(k, p)| (k.as_bytes()[0], p.clone())),
         false,
     );
-    let cluster = cluster_view(&st);
+    let (cluster, owners) = cluster_view(&st);
+    let owner = |k: &str| owners.as_ref().and_then(|o| o.get(k)).cloned();
     if args.json {
         let procs: Vec<serde_json::Value> = st
             .processes
@@ -87,9 +119,14 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                         .find(|s| s.key == k.as_bytes()[0])
                         .map(|s| (s.committed_bytes, s.input_bytes))
                 });
-                serde_json::json!({"key": k, "acked": f.as_ref().and_then(|f| f.acked),
+                let pct = committed
+                    .filter(|c| c.1 > 0)
+                    .map(|c| 100.0 * c.0 as f64 / c.1 as f64);
+                serde_json::json!({"key": k, "owner": owner(k),
+                    "acked": f.as_ref().and_then(|f| f.acked),
                     "done": f.as_ref().is_some_and(|f| f.done),
-                    "committed": committed.map(|c| c.0), "input_bytes": committed.map(|c| c.1)})
+                    "committed": committed.map(|c| c.0), "input_bytes": committed.map(|c| c.1),
+                    "done_pct": pct})
             })
             .collect();
         let verification = match &verdict {
@@ -100,6 +137,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             Err(e) => serde_json::json!({"error": e.to_string()}),
         };
         let out = serde_json::json!({"run_id": st.run_id, "run_dir": st.run_dir, "profile": st.profile,
+            "kind": if st.manual.is_some() { "manual" } else { "soak" },
             "members": st.members, "cluster": cluster, "processes": procs, "keys": keys,
             "verification": verification});
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -129,19 +167,26 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     println!("\nCluster: {cluster}");
     println!(
-        "\n{:<4} {:>12} {:>12} {:>12} {:>7}  FEEDER",
-        "KEY", "COMMITTED", "ACKED", "INPUT", "DONE%"
+        "\n{:<4} {:<12} {:>12} {:>12} {:>12} {:>7}  FEEDER",
+        "KEY", "OWNER", "COMMITTED", "ACKED", "INPUT", "DONE%"
     );
     for (k, f) in &feeders {
         let s = verdict
             .as_ref()
             .ok()
             .and_then(|v| v.iter().find(|s| s.key == k.as_bytes()[0]));
-        let (committed, input) = s.map_or((0, 0), |s| (s.committed_bytes, s.input_bytes));
-        let pct = if input == 0 {
-            0.0
-        } else {
-            100.0 * committed as f64 / input as f64
+        let (committed, input, pct) = match s {
+            Some(s) if s.input_bytes > 0 => (
+                s.committed_bytes.to_string(),
+                s.input_bytes.to_string(),
+                format!(
+                    "{:.1}%",
+                    100.0 * s.committed_bytes as f64 / s.input_bytes as f64
+                ),
+            ),
+            Some(s) => (s.committed_bytes.to_string(), "0".into(), "-".into()),
+            // No input file yet (a manual run writes it when its feeder starts).
+            None => ("-".into(), "-".into(), "-".into()),
         };
         let acked = f
             .as_ref()
@@ -152,7 +197,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         } else {
             ""
         };
-        println!("{k:<4} {committed:>12} {acked:>12} {input:>12} {pct:>6.1}%  {done}");
+        let own = owner(k).unwrap_or_else(|| "-".into());
+        println!("{k:<4} {own:<12} {committed:>12} {acked:>12} {input:>12} {pct:>7}  {done}");
     }
     match &verdict {
         Ok(v) => match v.iter().find_map(|s| s.violation.as_ref()) {
@@ -166,13 +212,15 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit::HOLDS))
 }
 
-fn cluster_view(st: &RunState) -> String {
+/// What the initializer says, as one line, and which member owns which
+/// key (only if the system reports it: the reference cluster does).
+fn cluster_view(st: &RunState) -> (String, Option<BTreeMap<String, String>>) {
     let Some(init) = st
         .processes
         .get("initializer")
         .and_then(|r| r.ports.get("external"))
     else {
-        return "no initializer".into();
+        return ("no initializer".into(), None);
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *init));
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -180,28 +228,32 @@ fn cluster_view(st: &RunState) -> String {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return format!("cannot query: {e}"),
+        Err(e) => return (format!("cannot query: {e}"), None),
     };
     match rt.block_on(crate::soak::query::cluster_status(
         addr,
         Duration::from_secs(1),
     )) {
-        Ok(crate::soak::query::Status::Cluster(s)) => format!(
-            "initializer says {} workers {:?}, processing_messages={}",
-            s.worker_count, s.worker_names, s.processing_messages
+        Ok(crate::soak::query::Status::Cluster(s)) => (
+            format!(
+                "initializer says {} workers {:?}, processing_messages={}",
+                s.worker_count, s.worker_names, s.processing_messages
+            ),
+            s.key_owners,
         ),
         Ok(crate::soak::query::Status::NotInitialized) => {
-            "initializer says: not yet initialized".into()
+            ("initializer says: not yet initialized".into(), None)
         }
-        Err(e) => format!("initializer does not answer ({e})"),
+        Err(e) => (format!("initializer does not answer ({e})"), None),
     }
 }
 
 /// `crasher reset`: stop every process of the run and remove its state and
 /// output (input files are kept).
 pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.run.dir();
-    let st = RunState::read(&dir)?;
+    let st = args.run.load()?;
+    let _lock = crate::soak::state::lock(&st.run_dir)
+        .with_context(|| format!("cannot lock {}", st.run_dir.display()))?;
     println!(
         "WARNING: all state and output of run {} in {} is deleted",
         st.run_id,
@@ -216,7 +268,11 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
         }
         std::fs::create_dir_all(&p)?;
     }
-    for f in ["paused.json", "state.json"] {
+    for f in [
+        "paused.json",
+        "state.json",
+        crate::soak::state::PROFILE_FILE,
+    ] {
         let _ = std::fs::remove_file(st.run_dir.join(f));
     }
     println!("Stopped {killed} process(es); removed sink output, logs and worker state.");

@@ -13,6 +13,7 @@ use tokio_util::codec::Framed;
 use tracing::{debug, warn};
 
 use crate::coord::CoordEvent;
+use crate::route::Router;
 
 /// What a worker says about the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,10 +40,12 @@ impl View {
 /// How long a shrink may take before the request gets an error.
 const SHRINK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves queries on `listener`; `coord` is set on the initializer.
+/// Serves queries on `listener`; `coord` is set on the initializer. A
+/// status answer carries the key owners of `router`'s current routing.
 pub async fn serve(
     listener: TcpListener,
     view: Arc<View>,
+    router: Arc<Router>,
     coord: Option<mpsc::Sender<CoordEvent>>,
 ) {
     loop {
@@ -55,6 +58,7 @@ pub async fn serve(
             }
         };
         let view = view.clone();
+        let router = router.clone();
         let coord = coord.clone();
         tokio::spawn(async move {
             let mut io = Framed::new(stream, ExternalCodec);
@@ -66,7 +70,7 @@ pub async fn serve(
                         return;
                     }
                 };
-                let reply = answer(&view, coord.as_ref(), msg).await;
+                let reply = answer(&view, &router, coord.as_ref(), msg).await;
                 if io.send(reply).await.is_err() {
                     return;
                 }
@@ -77,6 +81,7 @@ pub async fn serve(
 
 async fn answer(
     view: &View,
+    router: &Router,
     coord: Option<&mpsc::Sender<CoordEvent>>,
     msg: ExternalMsg,
 ) -> ExternalMsg {
@@ -86,10 +91,12 @@ async fn answer(
             if !v.initialized {
                 return ExternalMsg::NotInitialized;
             }
+            let owners = router.key_owners();
             ExternalMsg::ClusterStatus(ClusterStatus {
                 worker_count: v.members.len() as u64,
                 worker_names: v.members,
                 processing_messages: v.processing,
+                key_owners: (!owners.is_empty()).then_some(owners),
             })
         }
         ExternalMsg::Shrink(req) => {

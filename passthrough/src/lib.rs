@@ -295,13 +295,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         tokio::spawn(control::serve(control_l, ev_tx.clone()));
-        tokio::spawn(external::serve(ext_l, view.clone(), Some(ev_tx)));
+        tokio::spawn(external::serve(
+            ext_l,
+            view.clone(),
+            router.clone(),
+            Some(ev_tx),
+        ));
         tokio::spawn(coord.run(ev_rx));
         // The initializer's link never goes down: its status sender just
         // lives as long as the worker.
         keep_status = Some(status_tx);
     } else {
-        tokio::spawn(external::serve(ext_l, view.clone(), None));
+        tokio::spawn(external::serve(ext_l, view.clone(), router.clone(), None));
         let addr = args
             .join
             .clone()

@@ -10,7 +10,7 @@
 //! line accepted before the snapshot of positions is on its owner's link
 //! ahead of the barrier, and every line after it behind.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -98,6 +98,9 @@ pub struct Router {
     /// source waits on it while the cluster recovers).
     pub activated: Notify,
     streams: Mutex<Streams>,
+    /// A copy of the gate's members, readable without waiting for the gate
+    /// (for the external API).
+    routing: Mutex<Vec<String>>,
 }
 
 /// Result of [`Router::barrier`].
@@ -119,7 +122,25 @@ impl Router {
             gate: RwLock::new(Route::default()),
             activated: Notify::new(),
             streams: Mutex::new(Streams::default()),
+            routing: Mutex::new(Vec::new()),
         }
+    }
+
+    fn set_routing(&self, members: &[String]) {
+        *self.routing.lock().unwrap_or_else(|e| e.into_inner()) = members.to_vec();
+    }
+
+    /// The owner of every routing key that is an ASCII letter or digit
+    /// under the current routing (empty before the first generation).
+    pub fn key_owners(&self) -> BTreeMap<String, String> {
+        let members = self.routing.lock().unwrap_or_else(|e| e.into_inner());
+        (b'0'..=b'z')
+            .filter(u8::is_ascii_alphanumeric)
+            .filter_map(|k| {
+                let i = owner_index(k, members.len())?;
+                Some(((k as char).to_string(), members[i].clone()))
+            })
+            .collect()
     }
 
     /// The stream registry (hold it only without awaiting).
@@ -135,6 +156,7 @@ impl Router {
         g.gen = gen;
         g.active = false;
         g.draining = false;
+        self.set_routing(&members);
         g.members = members;
         g.outs.clear();
         let mut s = self.streams();
@@ -241,6 +263,7 @@ impl Router {
         if g.draining {
             g.active = false;
         }
+        self.set_routing(&next);
         g.members = next;
         g.outs = next_outs;
         BarrierResult::Sent(positions)
@@ -282,7 +305,9 @@ mod tests {
     async fn barrier_snapshots_and_switches() {
         let r = Router::new("initializer");
         let (out, mut rx) = local("initializer");
+        assert!(r.key_owners().is_empty());
         r.reset(5, vec!["initializer".into()]).await;
+        assert_eq!(r.key_owners()["z"], "initializer");
         assert!(r.set_outs(5, vec![out.clone()]).await);
         assert!(r.activate(5).await);
         {
@@ -340,5 +365,8 @@ mod tests {
             .await;
         assert!(r.gate.read().await.draining);
         assert!(!r.activate(5).await);
+        let owners = r.key_owners();
+        assert_eq!(owners.len(), 62);
+        assert_eq!(owners["A"], "worker1");
     }
 }

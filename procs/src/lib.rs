@@ -4,7 +4,10 @@
 //! tree and a terminal's Ctrl-C does not), has stdin from `/dev/null`,
 //! writes stdout and stderr to a log file (so there is no pipe to drain and
 //! no way to block on a full one), is reaped by [`Proc::wait`] or
-//! [`Proc::try_wait`], and is SIGKILLed and reaped when dropped.
+//! [`Proc::try_wait`], and is SIGKILLed and reaped when dropped — unless
+//! it is explicitly handed off with [`Proc::detach`], the one way to start
+//! a process that outlives the harness (the low-level `crasher start-*`
+//! commands).
 //!
 //! [`wait_until`] is the one way to wait for readiness: poll a concrete
 //! condition under a deadline, never sleep a fixed time and hope.
@@ -64,6 +67,7 @@ pub struct Proc {
     child: Child,
     log: PathBuf,
     status: Option<ExitStatus>,
+    detached: bool,
 }
 
 impl Proc {
@@ -89,6 +93,7 @@ impl Proc {
             child,
             log: log.to_owned(),
             status: None,
+            detached: false,
         })
     }
 
@@ -169,9 +174,30 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Hands the process off: it keeps running after this `Proc` (and the
+    /// harness process) is gone, and is neither killed nor waited for here.
+    /// Returns its pid (also its process-group id).
+    ///
+    /// The process stays in its own process group with stdin from
+    /// `/dev/null` and output in its log, so it has nothing tying it to
+    /// the caller's terminal. When the caller exits it is re-parented to
+    /// the nearest subreaper (or init), which reaps it when it dies. Until
+    /// then a detached process that dies is a zombie of the caller, so
+    /// callers that detach should be short-lived commands. Whoever stops
+    /// it later must identify it by pid *and* start time ([`start_time`]),
+    /// since the pid may be reused.
+    pub fn detach(mut self) -> u32 {
+        self.detached = true;
+        self.pid()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.kill();
+        if !self.detached {
+            let _ = self.kill();
+        }
     }
 }
 
@@ -328,6 +354,29 @@ mod tests {
         assert_eq!(processes_of_run("test-run-xyz"), vec![p.pid()]);
         p.kill().unwrap();
         assert!(processes_of_run("test-run-xyz").is_empty());
+    }
+
+    #[test]
+    fn a_detached_process_outlives_its_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let p = Proc::spawn("sleep", cmd, &dir.path().join("log")).unwrap();
+        let started = start_time(p.pid());
+        let pid = p.detach();
+        // Still running, same process, in its own process group.
+        assert_eq!(start_time(pid), started);
+        assert_eq!(
+            nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap(),
+            Pid::from_raw(pid as i32)
+        );
+        killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        // It is still our child here (the test did not exit), so reap it.
+        let st = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None).unwrap();
+        assert!(matches!(
+            st,
+            nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGKILL, _)
+        ));
     }
 
     #[test]

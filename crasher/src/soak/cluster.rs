@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -66,6 +66,27 @@ impl Drop for Member {
     fn drop(&mut self) {
         let _ = self.proc.kill();
         unregister(self.proc.pid());
+    }
+}
+
+/// A process ready to be started: what [`Cluster`] runs for a role.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// `sink`, the worker name, or `feeder.K`.
+    pub name: String,
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments, templates filled.
+    pub args: Vec<String>,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl Launch {
+    fn command(&self, run_id: &str) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).env(RUN_ID_VAR, run_id);
+        cmd
     }
 }
 
@@ -306,30 +327,48 @@ impl Cluster {
             .ok_or_else(missing)
     }
 
-    fn spawn(
-        &self,
-        name: &str,
-        program: &Path,
-        args: &[String],
-        log: &Path,
-    ) -> Result<Member, ClusterError> {
-        let mut cmd = Command::new(program);
-        cmd.args(args).env(RUN_ID_VAR, self.run.id());
-        let proc = Proc::spawn(name, cmd, log)?;
+    fn spawn(&self, l: &Launch) -> Result<Member, ClusterError> {
+        let proc = Proc::spawn(&l.name, l.command(self.run.id()), &l.log)?;
         register(proc.pid());
         Ok(Member { proc, starts: 1 })
     }
 
-    /// Starts (or restarts) the sink.
-    pub fn start_sink(&mut self) -> Result<(), ClusterError> {
+    /// Starts `l` detached: the process outlives this `Cluster` and the
+    /// crasher process that started it (see [`procs::Proc::detach`]), and
+    /// is not in the process table, so neither [`Cluster::teardown`] nor
+    /// [`kill_all_registered`] touches it. The low-level commands use this
+    /// and record the returned pid, with its start time, in `state.json`.
+    pub fn spawn_detached(&self, l: &Launch) -> Result<u32, ClusterError> {
+        let proc = Proc::spawn(&l.name, l.command(self.run.id()), &l.log)?;
+        Ok(proc.detach())
+    }
+
+    /// How the sink is started.
+    pub fn sink_launch(&self) -> Result<Launch, ClusterError> {
         let program = self.resolve(
             "sink",
             &self.profile.sink.program,
             &self.profile.sink.search_paths,
         )?;
         let args = self.fill(&self.base_vars(), &self.profile.sink.args.clone())?;
+        Ok(Launch {
+            name: "sink".into(),
+            program,
+            args,
+            log: self.run.sink_log(),
+        })
+    }
+
+    /// The sink's port.
+    pub fn sink_port(&self) -> u16 {
+        self.ports.port(self.profile.ports.sink)
+    }
+
+    /// Starts (or restarts) the sink.
+    pub fn start_sink(&mut self) -> Result<(), ClusterError> {
+        let l = self.sink_launch()?;
         let starts = self.sink.as_ref().map_or(0, |m| m.starts);
-        let mut m = self.spawn("sink", &program, &args, &self.run.sink_log())?;
+        let mut m = self.spawn(&l)?;
         m.starts += starts;
         self.sink = Some(m);
         self.save_state();
@@ -341,11 +380,11 @@ impl Cluster {
         kill_running(self.sink.as_mut(), "sink".into())
     }
 
-    /// Starts worker `i` as `how`.
-    pub fn start_worker(&mut self, i: usize, how: Start) -> Result<(), ClusterError> {
+    /// How worker `i` is started as `how` (creates its resilience directory).
+    pub fn worker_launch(&self, i: usize, how: Start) -> Result<Launch, ClusterError> {
         let name = worker_name(i);
         let p = self.profile.ports.clone();
-        let w = self.profile.worker.clone();
+        let w = &self.profile.worker;
         let mut v = self.base_vars();
         v.set("name", name.clone())
             .set("index", i.to_string())
@@ -371,8 +410,19 @@ impl Cluster {
         }
         let args = self.fill(&v, &templates)?;
         let program = self.resolve("worker", &w.program, &w.search_paths)?;
+        Ok(Launch {
+            log: self.run.worker_log(&name),
+            name,
+            program,
+            args,
+        })
+    }
+
+    /// Starts worker `i` as `how`.
+    pub fn start_worker(&mut self, i: usize, how: Start) -> Result<(), ClusterError> {
+        let l = self.worker_launch(i, how)?;
         let starts = self.workers.get(&i).map_or(0, |m| m.starts);
-        let mut m = self.spawn(&name, &program, &args, &self.run.worker_log(&name))?;
+        let mut m = self.spawn(&l)?;
         m.starts += starts;
         self.workers.insert(i, m);
         self.members.insert(i);
@@ -385,17 +435,9 @@ impl Cluster {
         kill_running(self.workers.get_mut(&i), worker_name(i))
     }
 
-    /// Moves worker `i`'s log aside as `NAME.<epoch-ms>.log` (one timestamp,
-    /// so no rename race) and returns it for compression.
+    /// Moves worker `i`'s log aside (see [`RunDir::rotate_worker_log`]).
     pub fn rotate_worker_log(&self, i: usize) -> Option<PathBuf> {
-        let name = worker_name(i);
-        let log = self.run.worker_log(&name);
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        let aside = self.run.logs_dir().join(format!("{name}.{ms}.log"));
-        fs::rename(&log, &aside).ok().map(|()| aside)
+        self.run.rotate_worker_log(&worker_name(i))
     }
 
     /// Marks worker `i` as no longer a member (after a shrink) and forgets it.
@@ -418,10 +460,7 @@ impl Cluster {
         );
         if let Some(m) = &self.sink {
             let mut ports = BTreeMap::new();
-            ports.insert(
-                "listen".to_owned(),
-                self.ports.port(self.profile.ports.sink),
-            );
+            ports.insert("listen".to_owned(), self.sink_port());
             processes.insert(
                 "sink".to_owned(),
                 super::state::record("sink", m.proc.pid(), m.starts, ports),
@@ -456,6 +495,7 @@ impl Cluster {
             members: self.members.iter().copied().collect(),
             sink: self.sink_addr(),
             processes,
+            manual: None,
         };
         let _ = st.write();
     }
@@ -472,8 +512,8 @@ impl Cluster {
             .is_some_and(|m| m.proc.is_running())
     }
 
-    /// Starts the feeder of `key`.
-    pub fn start_feeder(&mut self, key: &str) -> Result<(), ClusterError> {
+    /// How the feeder of `key` is started.
+    pub fn feeder_launch(&self, key: &str) -> Result<Launch, ClusterError> {
         let input = self.settings.inputs.get(key).cloned().unwrap_or_default();
         let mut v = self.base_vars();
         v.set("key", key.to_owned())
@@ -486,13 +526,19 @@ impl Cluster {
             &self.profile.feeder.program,
             &self.profile.feeder.search_paths,
         )?;
+        Ok(Launch {
+            name: format!("feeder.{key}"),
+            program,
+            args,
+            log: self.run.feeder_log(key),
+        })
+    }
+
+    /// Starts the feeder of `key`.
+    pub fn start_feeder(&mut self, key: &str) -> Result<(), ClusterError> {
+        let l = self.feeder_launch(key)?;
         let starts = self.feeders.get(key).map_or(0, |m| m.starts);
-        let mut m = self.spawn(
-            &format!("feeder.{key}"),
-            &program,
-            &args,
-            &self.run.feeder_log(key),
-        )?;
+        let mut m = self.spawn(&l)?;
         m.starts += starts;
         self.feeders.insert(key.to_owned(), m);
         self.save_state();

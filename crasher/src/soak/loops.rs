@@ -40,10 +40,7 @@ pub async fn poll_one(h: &Harness, i: usize, deadline: Instant) -> Result<(), St
         let c = h.cluster();
         (c.external_addr(i), c.profile().readiness.kind)
     };
-    match kind {
-        ReadinessKind::External => query::poll_ready(addr, deadline).await.map(|_| ()),
-        ReadinessKind::Healthz => query::poll_healthz(addr, deadline).await,
-    }
+    query::poll_worker(kind, addr, deadline).await
 }
 
 /// Polls every member until it processes messages; the budget is shared.
@@ -429,25 +426,10 @@ pub async fn grow_shrink(h: Arc<Harness>, grow: bool, shrink: bool) {
 /// Shrinks worker `i` through the initializer and waits for it to leave.
 /// The caller holds the worker's claim.
 pub async fn shrink_worker(h: &Harness, i: usize) -> Result<(), String> {
-    let t = &h.timings;
     let name = worker_name(i);
     let init = h.cluster().external_addr(0);
-    let limit = secs(t.grow_ready);
-    match query::shrink(init, vec![name.clone()], false, limit).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("the initializer refused: {e}")),
-        Err(e) => return Err(e.to_string()),
-    }
-    let deadline = Instant::now() + limit;
-    while h.cluster().worker_running(i) {
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{name} still running {}s after the shrink",
-                t.grow_ready
-            ));
-        }
-        sleep(Duration::from_millis(50)).await;
-    }
+    let limit = secs(h.timings.grow_ready);
+    query::shrink_and_wait(init, &name, limit, || h.cluster().worker_running(i)).await?;
     h.cluster().forget_worker(i);
     query::poll_ready(init, Instant::now() + limit)
         .await

@@ -235,12 +235,7 @@ pub async fn prepare(
 
     // Stage: input files.
     let tcp = profile.mode == Mode::Tcp;
-    let input_dir = args.runs.join("inputs").join(format!(
-        "bytes{}-seed{}{}",
-        args.input_bytes,
-        seed_for_inputs(args),
-        if tcp { "-tcp" } else { "" }
-    ));
+    let input_dir = input_dir(&args.runs, args.input_bytes, seed_for_inputs(args), tcp);
     let inputs = ensure_inputs(&input_dir, args, tcp).await?;
 
     let ports = PortBlock::allocate(profile.ports.block)?;
@@ -376,30 +371,49 @@ async fn ensure_inputs(
     args: &SoakArgs,
     tcp: bool,
 ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let spec = verify::input::InputSpec {
-        keys: args.keys.iter().map(|k| k.as_bytes()[0]).collect(),
-        source_bytes: args.input_bytes,
-        seed: seed_for_inputs(args),
-        tcp,
-    };
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<String, PathBuf>> {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut out = BTreeMap::new();
-        let mut missing = false;
-        for &k in &spec.keys {
-            let p = dir.join(verify::input::input_file_name(k));
-            missing |= !p.is_file();
-            out.insert((k as char).to_string(), p);
+    let keys: Vec<u8> = args.keys.iter().map(|k| k.as_bytes()[0]).collect();
+    let (dir, bytes, seed) = (dir.to_owned(), args.input_bytes, seed_for_inputs(args));
+    tokio::task::spawn_blocking(move || ensure_input_files(&dir, &keys, bytes, seed, tcp)).await?
+}
+
+/// The folder input files of this size and seed are cached in, under `runs`.
+pub fn input_dir(runs: &std::path::Path, input_bytes: u64, seed: u64, tcp: bool) -> PathBuf {
+    runs.join("inputs").join(format!(
+        "bytes{input_bytes}-seed{seed}{}",
+        if tcp { "-tcp" } else { "" }
+    ))
+}
+
+/// The input file of each key in `dir`, writing the missing ones (each
+/// complete or absent: written to a temporary name, then renamed).
+pub fn ensure_input_files(
+    dir: &std::path::Path,
+    keys: &[u8],
+    input_bytes: u64,
+    seed: u64,
+    tcp: bool,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut out = BTreeMap::new();
+    let mut missing = Vec::new();
+    for &k in keys {
+        let p = dir.join(verify::input::input_file_name(k));
+        if !p.is_file() {
+            missing.push(k);
         }
-        if missing {
-            verify::input::write_input_files(&dir, &spec)
-                .with_context(|| format!("cannot create input files in {}", dir.display()))?;
-        }
-        Ok(out)
-    })
-    .await?
+        out.insert((k as char).to_string(), p);
+    }
+    if !missing.is_empty() {
+        let spec = verify::input::InputSpec {
+            keys: missing,
+            source_bytes: input_bytes,
+            seed,
+            tcp,
+        };
+        verify::input::write_input_files(dir, &spec)
+            .with_context(|| format!("cannot create input files in {}", dir.display()))?;
+    }
+    Ok(out)
 }
 
 /// Starts sink, initializer, workers and feeders in stages and waits for

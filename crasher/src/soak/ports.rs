@@ -5,6 +5,13 @@
 //! the life of the run, so two runs at once never collide; the lock dies
 //! with the process, so a crashed run never leaks its claim. Every port of a
 //! claimed block is also checked free by binding it before it is handed out.
+//!
+//! A run driven by the low-level commands (`crasher start-sink` ...) has no
+//! process alive for its whole life to hold the claim: it records its
+//! block in `state.json`, re-takes the claim for the length of each command
+//! ([`PortBlock::reclaim`]) and checks a process's ports free before it
+//! starts it. Between commands another run could claim the same block; the
+//! check then fails with a clear error instead of starting on a taken port.
 
 use std::fs::{self, File, OpenOptions};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -24,7 +31,7 @@ const LAST_BASE: u16 = 32_000;
 pub struct PortBlock {
     base: u16,
     len: u16,
-    _lock: Flock<File>,
+    _lock: Option<Flock<File>>,
 }
 
 /// No block could be claimed.
@@ -62,11 +69,61 @@ impl PortBlock {
                 return Ok(PortBlock {
                     base,
                     len,
-                    _lock: lock,
+                    _lock: Some(lock),
                 });
             }
         }
         Err(err("every block is claimed or has a port in use".into()))
+    }
+
+    /// Claims the recorded block `base..base+len` again (a run driven by
+    /// low-level commands, see the module doc). Fails if another crasher
+    /// process holds its claim now. Its ports are not checked: the run's
+    /// own processes may be listening on them.
+    pub fn reclaim(base: u16, len: u16) -> Result<PortBlock, PortError> {
+        let err = |why: String| PortError { len, why };
+        let dir = lock_dir();
+        fs::create_dir_all(&dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(format!("{base}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+            err(format!(
+                "the block at {base} is claimed by another crasher run right now \
+                 ({} is locked)",
+                path.display()
+            ))
+        })?;
+        Ok(PortBlock {
+            base,
+            len,
+            _lock: Some(lock),
+        })
+    }
+
+    /// The recorded block `base..base+len`, without claiming it: only to
+    /// compute addresses (queries), never to start a process.
+    pub fn recorded(base: u16, len: u16) -> PortBlock {
+        PortBlock {
+            base,
+            len,
+            _lock: None,
+        }
+    }
+
+    /// Number of ports in the block.
+    pub fn len(&self) -> u16 {
+        self.len
+    }
+
+    /// Whether the block has no ports (never, for a block from a profile).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// First port of the block.
@@ -111,5 +168,16 @@ mod tests {
             "{ra:?} overlaps {rb:?}"
         );
         assert!(port_is_free(a.port(109)));
+    }
+
+    #[test]
+    fn a_held_block_cannot_be_reclaimed_until_released() {
+        let a = PortBlock::allocate(110).unwrap();
+        let base = a.base();
+        let err = PortBlock::reclaim(base, 110).unwrap_err().to_string();
+        assert!(err.contains("claimed by another crasher run"), "{err}");
+        drop(a);
+        let b = PortBlock::reclaim(base, 110).unwrap();
+        assert_eq!((b.base(), b.len(), b.port(3)), (base, 110, base + 3));
     }
 }

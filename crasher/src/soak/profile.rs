@@ -219,17 +219,26 @@ pub enum ProfileError {
 impl Profile {
     /// Loads `spec`: a file path, `env/<spec>.toml`, or a built-in name.
     pub fn load(spec: &str) -> Result<Profile, ProfileError> {
+        Profile::load_with_text(spec).map(|(p, _)| p)
+    }
+
+    /// [`Profile::load`], also returning the profile's text (so a run can
+    /// keep a copy). A file profile's origin is its canonical path.
+    pub fn load_with_text(spec: &str) -> Result<(Profile, String), ProfileError> {
         let path = Path::new(spec);
         let candidates = [
             path.to_path_buf(),
             Path::new("env").join(format!("{spec}.toml")),
         ];
         if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-            let text = std::fs::read_to_string(p).map_err(|source| ProfileError::Io {
+            let io = |source| ProfileError::Io {
                 path: p.clone(),
                 source,
-            })?;
-            return Profile::parse(&text, &p.display().to_string());
+            };
+            let text = std::fs::read_to_string(p).map_err(io)?;
+            let origin = p.canonicalize().map_err(io)?;
+            let profile = Profile::parse(&text, &origin.display().to_string())?;
+            return Ok((profile, text));
         }
         let name = spec
             .trim_end_matches(".toml")
@@ -237,7 +246,10 @@ impl Profile {
             .next()
             .unwrap_or(spec);
         match BUILTIN.iter().find(|(n, _)| *n == name) {
-            Some((n, text)) => Profile::parse(text, &format!("builtin:{n}")),
+            Some((n, text)) => Ok((
+                Profile::parse(text, &format!("builtin:{n}"))?,
+                (*text).to_owned(),
+            )),
             None => Err(ProfileError::NotFound(spec.to_owned())),
         }
     }

@@ -143,6 +143,48 @@ pub async fn poll_ready(addr: SocketAddr, deadline: Instant) -> Result<ClusterSt
     }
 }
 
+/// Polls worker `addr` until it is ready by the profile's readiness `kind`
+/// (the external query says processing messages, or `/healthz` answers
+/// 200), or `deadline` passes: then the last answer or error.
+pub async fn poll_worker(
+    kind: crate::soak::profile::ReadinessKind,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<(), String> {
+    use crate::soak::profile::ReadinessKind;
+    match kind {
+        ReadinessKind::External => poll_ready(addr, deadline).await.map(|_| ()),
+        ReadinessKind::Healthz => poll_healthz(addr, deadline).await,
+    }
+}
+
+/// Asks the initializer at `init` to shrink worker `name` away (the answer
+/// within `limit`), then waits up to `limit` again until `running()` says
+/// it exited.
+pub async fn shrink_and_wait(
+    init: SocketAddr,
+    name: &str,
+    limit: Duration,
+    mut running: impl FnMut() -> bool,
+) -> Result<(), String> {
+    match shrink(init, vec![name.to_owned()], false, limit).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("the initializer refused: {e}")),
+        Err(e) => return Err(e.to_string()),
+    }
+    let deadline = Instant::now() + limit;
+    while running() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{name} still running {}s after the shrink request",
+                limit.as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// `GET /healthz` on `addr`: whether it answered HTTP 200.
 pub async fn healthz(addr: SocketAddr, limit: Duration) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,6 +4,8 @@
 //! <runs>/<run-id>/
 //!   run.log                 crasher's own glyph stream and messages
 //!   paused.json             written when the world is paused
+//!   state.json              the run's processes and settings (state.rs)
+//!   profile.toml, .lock     a low-level-command run's profile copy and lock
 //!   sink/output.<worker>    sink output and .txnlog per worker
 //!   logs/sink.log           the sink's log
 //!   logs/<worker>.log       a worker's current log; <worker>.<epoch>.gz rotated
@@ -77,6 +79,28 @@ impl RunDir {
             root,
             id: id.to_owned(),
         })
+    }
+
+    /// The existing run directory `root` of run `id` (a later command of a
+    /// run started by another process).
+    pub fn open(root: &Path, id: &str) -> RunDir {
+        RunDir {
+            root: root.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// Moves a worker's log aside as `NAME.<epoch-ms>.log` (one timestamp,
+    /// so no rename race) and returns the new path, for compression; `None`
+    /// if there was no log.
+    pub fn rotate_worker_log(&self, name: &str) -> Option<PathBuf> {
+        let log = self.worker_log(name);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let aside = self.logs_dir().join(format!("{name}.{ms}.log"));
+        fs::rename(&log, &aside).ok().map(|()| aside)
     }
 
     /// The run id.

@@ -2,7 +2,9 @@
 //! with pid and start time, and how the run was set up. Rewritten
 //! atomically on every start, exit and membership change, so commands run
 //! from another shell (`crasher status`, `crasher reset`) see the run as it
-//! is.
+//! is. A run driven by the low-level commands (`crasher start-sink` ...)
+//! has no supervisor: each command updates the file, and [`ManualSetup`]
+//! records what they need to rebuild the run's profile, ports and inputs.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -33,6 +35,12 @@ impl ProcRecord {
     /// Whether this exact process (same pid, same start time) is alive.
     pub fn alive(&self) -> bool {
         self.start_time.is_some() && procs::start_time(self.pid) == self.start_time
+    }
+
+    /// Whether this exact process is alive, not a zombie, and carries
+    /// `CRASHER_RUN_ID=run_id`: safe to signal as a process of that run.
+    pub fn of_run(&self, run_id: &str) -> bool {
+        self.alive() && self.state() != "dead" && procs::belongs_to_run(self.pid, run_id)
     }
 
     /// `running`, `stopped` (SIGSTOP), or `dead`.
@@ -77,7 +85,27 @@ pub struct RunState {
     pub sink: String,
     /// Processes by name (`supervisor`, `sink`, `initializer`, `workerN`, `feeder.K`).
     pub processes: BTreeMap<String, ProcRecord>,
+    /// Set for a run driven by the low-level commands (absent for a soak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<ManualSetup>,
 }
+
+/// How a run driven by the low-level commands was set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualSetup {
+    /// Ports in the recorded block (`port_base` is its first).
+    pub port_len: u16,
+    /// Source bytes per key of the input files.
+    pub input_bytes: u64,
+    /// Seed of the input data.
+    pub seed: u64,
+    /// Folder of the input files (created there when missing).
+    pub input_dir: PathBuf,
+}
+
+/// The profile a run was started with, copied into its run directory so
+/// later commands use exactly it.
+pub const PROFILE_FILE: &str = "profile.toml";
 
 impl RunState {
     /// Reads the state of the run in `run_dir`.
@@ -101,6 +129,19 @@ impl RunState {
         drop(f);
         std::fs::rename(tmp, p)
     }
+}
+
+/// Takes the run's exclusive lock (`RUN_DIR/.lock`), waiting for it: held
+/// by each command that changes the run (`crasher start-*`, `crash-*`,
+/// `reset` ...) from reading `state.json` to writing it back, so commands
+/// from separate shells never lose each other's updates.
+pub fn lock(run_dir: &Path) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(run_dir.join(".lock"))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
 }
 
 /// A record for a process crasher just started.
