@@ -133,6 +133,35 @@ fn four_workers_crash1_grow_holds_for_a_while() {
     assert!(stdout.contains("Join worker4."), "{stdout}");
 }
 
+/// Shrinks go through the initializer: crashing it must not turn a shrink
+/// into a false violation.
+#[test]
+fn grow_and_shrink_with_initializer_crashes_holds() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout) = soak(
+        t.path(),
+        &[
+            "3",
+            "grow-and-shrink",
+            "crash0",
+            "--input-bytes",
+            "4000000",
+            "--rate",
+            "100000",
+            "--duration",
+            "30s",
+        ],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("c0") && stdout.contains("r0"), "{stdout}");
+    assert!(stdout.contains("Shrink worker"), "{stdout}");
+}
+
 fn injected(bug: &str, words: &[&str], expect_check: &str) {
     let t = tempfile::tempdir().unwrap();
     let mut args: Vec<&str> = words.to_vec();

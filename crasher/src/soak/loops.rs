@@ -406,6 +406,12 @@ pub async fn grow_shrink(h: Arc<Harness>, grow: bool, shrink: bool) {
                 let Some(claim) = h.claim(&name) else {
                     continue;
                 };
+                // The shrink request goes to the initializer: not while a
+                // crash loop has it down (try again next round), and it
+                // stays up until the shrink is done.
+                let Some(init_claim) = h.claim(&worker_name(0)) else {
+                    break;
+                };
                 h.out.event("shrink", &format!("Shrink {name}"));
                 match shrink_worker(&h, i).await {
                     Ok(()) => h.counters.shrinks.fetch_add(1, Ordering::Relaxed),
@@ -415,6 +421,7 @@ pub async fn grow_shrink(h: Arc<Harness>, grow: bool, shrink: bool) {
                         return h.violation("shrink", format!("shrinking {name} failed: {out}"));
                     }
                 };
+                drop(init_claim);
                 drop(claim);
                 break;
             }
@@ -429,6 +436,10 @@ pub async fn shrink_worker(h: &Harness, i: usize) -> Result<(), String> {
     let name = worker_name(i);
     let init = h.cluster().external_addr(0);
     let limit = secs(h.timings.grow_ready);
+    // A just-restarted initializer is recovering: ask it once it is ready.
+    query::poll_ready(init, Instant::now() + limit)
+        .await
+        .map_err(|e| format!("the initializer is not ready: {e}"))?;
     query::shrink_and_wait(init, &name, limit, || h.cluster().worker_running(i)).await?;
     h.cluster().forget_worker(i);
     query::poll_ready(init, Instant::now() + limit)
