@@ -1,13 +1,14 @@
 //! What survives a SIGKILL, in `--resilience-dir`.
 //!
 //! - `coordinator.json` (initializer only): membership, the last committed
-//!   checkpoint, the committed message id of every stream. Rewritten (temp
-//!   file, fsync, rename, fsync of the folder) *before* any PHASE2 commit
-//!   of a checkpoint is sent: it is the commit decision.
+//!   checkpoint, the committed message id of every stream, and the workers
+//!   that checkpoint shrank away until they prove its phase 2. Rewritten
+//!   (temp file, fsync, rename, fsync of the folder) *before* any PHASE2
+//!   commit of a checkpoint is sent: it is the commit decision.
 //! - `worker.json` (every worker): its name and how many times it started,
 //!   so a restart knows it is one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -88,6 +89,11 @@ pub struct CoordState {
     pub formed: bool,
     /// Committed message id per stream (the ACK / NOTIFY_ACK position).
     pub committed: BTreeMap<u64, u64>,
+    /// Workers the last committed checkpoint removed that have not yet
+    /// proven its PHASE2 reached the sink: their output of it is still a
+    /// pending transaction, so the cluster waits for them like members.
+    #[serde(default)]
+    pub departing: BTreeSet<String>,
 }
 
 impl CoordState {
@@ -156,6 +162,7 @@ mod tests {
             members: vec!["initializer".into(), "worker1".into()],
             formed: true,
             committed: BTreeMap::new(),
+            departing: BTreeSet::from(["worker2".to_string()]),
         };
         s.committed.insert(u64::MAX - 1, 12_368_928);
         s.save(d.path()).unwrap();
@@ -164,6 +171,13 @@ mod tests {
             s.last_txn("worker1").as_deref(),
             Some("Passthrough-w-worker1-id-3:c_id=17")
         );
+        // A state written before `departing` existed still loads.
+        std::fs::write(
+            CoordState::path(d.path()),
+            br#"{"epoch":1,"last":null,"members":["initializer"],"formed":true,"committed":{}}"#,
+        )
+        .unwrap();
+        assert!(CoordState::load(d.path()).unwrap().departing.is_empty());
         std::fs::write(CoordState::path(d.path()), b"{nope").unwrap();
         let e = CoordState::load(d.path()).unwrap_err().to_string();
         assert!(e.contains("coordinator.json"), "{e}");
