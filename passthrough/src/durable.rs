@@ -6,7 +6,10 @@
 //!   (temp file, fsync, rename, fsync of the folder) *before* any PHASE2
 //!   commit of a checkpoint is sent: it is the commit decision.
 //! - `worker.json` (every worker): its name and how many times it started,
-//!   so a restart knows it is one.
+//!   so a restart knows it is one (only the bug switches and the log use
+//!   it). Replaced atomically but not fsync'd: it must survive a SIGKILL,
+//!   which the page cache does, and a restart must not wait for a disk
+//!   busy with the sink's writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -60,6 +63,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
+}
+
+/// Writes `bytes` to `path` so that a reader, or a process started after
+/// this one is SIGKILLed, sees either the old or the new content: temp
+/// file, rename. Without fsync: a machine crash may lose it.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, DurableError> {
@@ -143,7 +160,7 @@ impl WorkerState {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &json)?;
+        write_replace(&path, &json)?;
         Ok(st)
     }
 }
