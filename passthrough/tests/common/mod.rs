@@ -270,26 +270,41 @@ impl Cluster {
 
     /// Starts (or restarts) a non-initializer worker; `join` adds `--join`.
     pub fn start_worker(&mut self, name: &str, join: bool) {
-        let args = self.member_args(join);
+        let args = self.member_args(join, &Addrs::default());
         self.spawn_worker(name, args);
     }
 
-    /// Like [`Cluster::start_worker`], without waiting for it to listen.
-    pub fn launch_worker(&mut self, name: &str, join: bool) {
-        let args = self.member_args(join);
+    /// Restarts worker `name` on the addresses it had (as the soak does),
+    /// without waiting for it to listen: feeders sent to it find it again.
+    pub fn relaunch_worker(&mut self, name: &str) {
+        let prev = self
+            .workers
+            .get(name)
+            .map(|w| w.addrs.clone())
+            .unwrap_or_default();
+        let args = self.member_args(false, &prev);
         self.launch(name, args);
     }
 
-    fn member_args(&self, join: bool) -> Vec<String> {
+    /// Arguments of a non-initializer on the addresses in `at` (port 0 for
+    /// those empty).
+    fn member_args(&self, join: bool, at: &Addrs) -> Vec<String> {
+        let pick = |a: &str| {
+            if a.is_empty() {
+                "127.0.0.1:0".to_string()
+            } else {
+                a.to_string()
+            }
+        };
         let mut args = vec![
             "--in".to_string(),
-            "InputBlobs@127.0.0.1:0:Dragons-Love-Tacos:500:50".into(),
+            format!("InputBlobs@{}:Dragons-Love-Tacos:500:50", pick(&at.source)),
             "--my-data".into(),
-            "127.0.0.1:0".into(),
+            pick(&at.data),
             "--my-control".into(),
             "127.0.0.1:0".into(),
             "--external".into(),
-            "127.0.0.1:0".into(),
+            pick(&at.external),
         ];
         if join {
             args.extend(["--join".into(), self.init.control.clone()]);
