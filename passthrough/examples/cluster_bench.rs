@@ -50,7 +50,7 @@ struct Opts {
     #[arg(long, default_value = "A,B,C,D,E,F,G,H,I,J")]
     keys: String,
     /// Lines per input file (about 49.5 bytes each).
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = 12_000_000)]
     lines_per_key: u64,
     /// Workers' `--checkpoint-interval`.
     #[arg(long, default_value = "1s")]
@@ -67,7 +67,7 @@ struct Opts {
     /// Seconds of normal processing between recovery rounds (plus a random
     /// part of one checkpoint interval, so kills land anywhere in the
     /// checkpoint cycle).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     settle: f64,
     /// Feeder of key i sends to worker i mod N (default: all to the
     /// initializer, as the soak profile does).
