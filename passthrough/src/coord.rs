@@ -12,7 +12,10 @@
 //! the new membership) is written durably, *then* every owner sends PHASE2
 //! commit, and once every owner has proved PHASE2 reached the sink, feeders
 //! are acked. Membership changes (join, shrink) ride on a checkpoint: its
-//! barrier is the point where routing switches.
+//! barrier is the point where routing switches. A worker that checkpoint
+//! removes stays *departing* (durably) until it proves its PHASE2 of it:
+//! until then the cluster waits for it as for a member, so no later
+//! checkpoint commits before the old owner's last lines do.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -235,6 +238,17 @@ impl Coordinator {
         }
     }
 
+    /// `name` proved its PHASE2 of the checkpoint that removed it: it
+    /// need not be waited for any more. Saved before it is told to leave
+    /// (it exits then), so a restarted coordinator never waits for a
+    /// worker that is gone for good.
+    fn settle_departure(&mut self, name: &str) {
+        if self.st.departing.remove(name) {
+            info!("{name} proved its last phase 2");
+            self.save();
+        }
+    }
+
     fn on_event(&mut self, ev: CoordEvent) {
         match ev {
             CoordEvent::Hello {
@@ -299,6 +313,11 @@ impl Coordinator {
                 source: self.cfg.source.clone(),
             },
         );
+        if self.st.departing.contains(&name) && !self.leaving.contains(&name) {
+            // Shrunk away by a checkpoint whose PHASE2 it has not proven
+            // (this coordinator may have restarted since): resolve, then leave.
+            self.leaving.push(name.clone());
+        }
         if self.st.members.contains(&name) || self.leaving.contains(&name) {
             self.rollback(&format!("{name} (re)connected"));
         } else if !self.st.formed && !join {
@@ -334,7 +353,7 @@ impl Coordinator {
             .ckpt
             .as_ref()
             .is_some_and(|ck| ck.members.contains(&name) || ck.next.contains(&name));
-        if self.st.members.contains(&name) || in_ckpt {
+        if self.st.members.contains(&name) || self.st.departing.contains(&name) || in_ckpt {
             self.rollback(&format!("lost {name}"));
         } else if self.leaving.contains(&name) {
             info!("{name} left");
@@ -350,6 +369,10 @@ impl Coordinator {
             ToCoord::Hello { .. } => warn!("{name}: second hello ignored"),
             ToCoord::Ready { gen } => {
                 if gen == self.gen {
+                    // Its reset named the last committed checkpoint (the one
+                    // that removed it: none commits while it departs), so
+                    // its pending transaction is resolved.
+                    self.settle_departure(&name);
                     self.ready.insert(name.clone());
                     if self.running && self.leaving.contains(&name) {
                         self.send(
@@ -395,7 +418,8 @@ impl Coordinator {
                     return;
                 }
                 if let Some(ck) = self.ckpt.as_mut().filter(|ck| ck.c == c && ck.decided) {
-                    ck.done.insert(name);
+                    ck.done.insert(name.clone());
+                    self.settle_departure(&name);
                     self.maybe_finish();
                 }
             }
@@ -540,6 +564,7 @@ impl Coordinator {
             .st
             .members
             .iter()
+            .chain(self.st.departing.iter())
             .chain(self.leaving.iter().filter(|l| self.conns.contains_key(*l)))
             .all(|m| self.conns.contains_key(m) && self.ready.contains(m));
         if !all {
@@ -564,7 +589,8 @@ impl Coordinator {
     }
 
     fn start_checkpoint(&mut self) {
-        if !self.running || self.ckpt.is_some() || !self.st.formed {
+        if !self.running || self.ckpt.is_some() || !self.st.formed || !self.st.departing.is_empty()
+        {
             return;
         }
         let c = self.next_c;
@@ -642,6 +668,9 @@ impl Coordinator {
         }
         self.st.last = Some((self.st.epoch, ck.c));
         self.st.members = ck.next.clone();
+        self.st
+            .departing
+            .extend(ck.members.iter().filter(|m| !ck.next.contains(m)).cloned());
         let c = ck.c;
         if !self.save() {
             self.st = before;

@@ -1,13 +1,17 @@
 //! What survives a SIGKILL, in `--resilience-dir`.
 //!
 //! - `coordinator.json` (initializer only): membership, the last committed
-//!   checkpoint, the committed message id of every stream. Rewritten (temp
-//!   file, fsync, rename, fsync of the folder) *before* any PHASE2 commit
-//!   of a checkpoint is sent: it is the commit decision.
+//!   checkpoint, the committed message id of every stream, and the workers
+//!   that checkpoint shrank away until they prove its phase 2. Rewritten
+//!   (temp file, fsync, rename, fsync of the folder) *before* any PHASE2
+//!   commit of a checkpoint is sent: it is the commit decision.
 //! - `worker.json` (every worker): its name and how many times it started,
-//!   so a restart knows it is one.
+//!   so a restart knows it is one (only the bug switches and the log use
+//!   it). Replaced atomically but not fsync'd: it must survive a SIGKILL,
+//!   which the page cache does, and a restart must not wait for a disk
+//!   busy with the sink's writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +65,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
         .map_err(io(dir))
 }
 
+/// Writes `bytes` to `path` so that a reader, or a process started after
+/// this one is SIGKILLed, sees either the old or the new content: temp
+/// file, rename. Without fsync: a machine crash may lose it.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, DurableError> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b)
@@ -88,6 +106,11 @@ pub struct CoordState {
     pub formed: bool,
     /// Committed message id per stream (the ACK / NOTIFY_ACK position).
     pub committed: BTreeMap<u64, u64>,
+    /// Workers the last committed checkpoint removed that have not yet
+    /// proven its PHASE2 reached the sink: their output of it is still a
+    /// pending transaction, so the cluster waits for them like members.
+    #[serde(default)]
+    pub departing: BTreeSet<String>,
 }
 
 impl CoordState {
@@ -137,7 +160,7 @@ impl WorkerState {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &json)?;
+        write_replace(&path, &json)?;
         Ok(st)
     }
 }
@@ -156,6 +179,7 @@ mod tests {
             members: vec!["initializer".into(), "worker1".into()],
             formed: true,
             committed: BTreeMap::new(),
+            departing: BTreeSet::from(["worker2".to_string()]),
         };
         s.committed.insert(u64::MAX - 1, 12_368_928);
         s.save(d.path()).unwrap();
@@ -164,6 +188,13 @@ mod tests {
             s.last_txn("worker1").as_deref(),
             Some("Passthrough-w-worker1-id-3:c_id=17")
         );
+        // A state written before `departing` existed still loads.
+        std::fs::write(
+            CoordState::path(d.path()),
+            br#"{"epoch":1,"last":null,"members":["initializer"],"formed":true,"committed":{}}"#,
+        )
+        .unwrap();
+        assert!(CoordState::load(d.path()).unwrap().departing.is_empty());
         std::fs::write(CoordState::path(d.path()), b"{nope").unwrap();
         let e = CoordState::load(d.path()).unwrap_err().to_string();
         assert!(e.contains("coordinator.json"), "{e}");

@@ -59,7 +59,7 @@ use crate::bugs::{Bug, Bugs};
 use crate::cli::Args;
 use crate::coord::{CoordConfig, CoordEvent, Coordinator};
 use crate::ctl::ToCoord;
-use crate::durable::{write_atomic, WorkerState};
+use crate::durable::{write_replace, WorkerState};
 use crate::external::View;
 use crate::ingress::Ingress;
 use crate::links::Links;
@@ -184,7 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(path) = &args.ready_file {
         let json = serde_json::to_vec(&ready)?;
-        write_atomic(path, &json).with_context(|| format!("--ready-file {}", path.display()))?;
+        write_replace(path, &json).with_context(|| format!("--ready-file {}", path.display()))?;
     }
 
     let view = Arc::new(View::default());

@@ -101,6 +101,10 @@ pub enum OwnerEvent {
 const CHUNK: usize = 1024 * 1024;
 /// Input items handled before the owner flushes to the sink.
 const DRAIN: usize = 256;
+/// Pause between sink connection attempts. Short: after a SIGKILL the sink
+/// refuses this worker's HELLO until it has closed the dead connection,
+/// and the restarted worker should get in as soon as it has.
+const SINK_RETRY: Duration = Duration::from_millis(10);
 
 enum Sink {
     Down,
@@ -259,16 +263,17 @@ impl Owner {
                     }
                     Err(e) => {
                         attempts += 1;
-                        if attempts == 1 || attempts % 100 == 0 {
+                        if attempts == 1 || attempts % 500 == 0 {
                             info!(
-                                "sink {} not available ({e}); retrying every 50 ms",
-                                cfg.addr
+                                "sink {} not available ({e}); retrying every {} ms",
+                                cfg.addr,
+                                SINK_RETRY.as_millis()
                             );
                         }
                         if tx.is_closed() {
                             return;
                         }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(SINK_RETRY).await;
                     }
                 }
             }

@@ -23,9 +23,16 @@ pub fn crasher() -> PathBuf {
     )
 }
 
-/// This crate's worker binary.
+/// This crate's worker binary: cargo's for the tests; beside the running
+/// executable for the examples (`cargo build --release -p passthrough`).
 pub fn passthrough() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_passthrough"))
+    match option_env!("CARGO_BIN_EXE_passthrough") {
+        Some(p) => PathBuf::from(p),
+        None => procs::sibling_binary("passthrough").expect(
+            "the passthrough binary is not built next to this program: \
+             run `cargo build -p passthrough` (with --release for a release build) first",
+        ),
+    }
 }
 
 /// Addresses a worker reports in its ready file.
@@ -74,6 +81,10 @@ pub struct Cluster {
     /// TCP mode: workers run `--source tcp --sink tcp`, the sink is
     /// `crasher receive` and the input files are length-framed records.
     pub tcp: bool,
+    /// `PASSTHROUGH_LOG` of every worker started from now on.
+    pub log_filter: String,
+    /// Keep the files at the end even when nothing failed.
+    pub keep: bool,
     starts: u64,
 }
 
@@ -124,6 +135,8 @@ impl Cluster {
             interval: "250ms".into(),
             inject: None,
             tcp,
+            log_filter: "info,passthrough=debug".into(),
+            keep: false,
             starts: 0,
         }
     }
@@ -182,7 +195,23 @@ impl Cluster {
         self.sink_addr = addr.unwrap().trim().to_string();
     }
 
-    fn spawn_worker(&mut self, name: &str, mut args: Vec<String>) -> Addrs {
+    fn spawn_worker(&mut self, name: &str, args: Vec<String>) -> Addrs {
+        self.launch(name, args);
+        let ok = wait_until(Instant::now() + Duration::from_secs(10), || {
+            self.ready(name) || !self.workers.get_mut(name).unwrap().proc.is_running()
+        });
+        let w = &self.workers[name];
+        assert!(
+            ok && !w.addrs.source.is_empty(),
+            "{name} did not start; see {}",
+            w.proc.log_path().display()
+        );
+        w.addrs.clone()
+    }
+
+    /// Starts a worker process without waiting for it to listen (its
+    /// addresses stay empty until [`Cluster::ready`] says so).
+    fn launch(&mut self, name: &str, mut args: Vec<String>) {
         let ready = self.path(&format!("{name}.ready"));
         let _ = std::fs::remove_file(&ready);
         args.extend([
@@ -205,35 +234,38 @@ impl Cluster {
         }
         let log = self.log(name);
         let mut cmd = Command::new(passthrough());
-        cmd.args(&args)
-            .env("PASSTHROUGH_LOG", "info,passthrough=debug");
-        let mut proc = Proc::spawn(name, cmd, &log).unwrap();
-        let mut v = None;
-        let ok = wait_until(Instant::now() + Duration::from_secs(10), || {
-            v = read_ready(&ready);
-            v.is_some() || !proc.is_running()
-        });
-        assert!(
-            ok && v.is_some(),
-            "{name} did not start; see {}",
-            log.display()
+        cmd.args(&args).env("PASSTHROUGH_LOG", &self.log_filter);
+        let proc = Proc::spawn(name, cmd, &log).unwrap();
+        self.workers.insert(
+            name.to_string(),
+            Worker {
+                proc,
+                addrs: Addrs::default(),
+            },
         );
-        let v = v.unwrap();
+    }
+
+    /// Whether worker `name` is listening: once its ready file is written,
+    /// its addresses are filled in.
+    pub fn ready(&mut self, name: &str) -> bool {
+        let ready = self.path(&format!("{name}.ready"));
+        let Some(w) = self.workers.get_mut(name) else {
+            return false;
+        };
+        if !w.addrs.source.is_empty() {
+            return true;
+        }
+        let Some(v) = read_ready(&ready) else {
+            return false;
+        };
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        let addrs = Addrs {
+        w.addrs = Addrs {
             source: s("source"),
             external: s("external"),
             data: s("data"),
             control: s("control"),
         };
-        self.workers.insert(
-            name.to_string(),
-            Worker {
-                proc,
-                addrs: addrs.clone(),
-            },
-        );
-        addrs
+        true
     }
 
     /// Starts the initializer (on its first addresses when restarting).
@@ -266,22 +298,48 @@ impl Cluster {
 
     /// Starts (or restarts) a non-initializer worker; `join` adds `--join`.
     pub fn start_worker(&mut self, name: &str, join: bool) {
+        let args = self.member_args(join, &Addrs::default());
+        self.spawn_worker(name, args);
+    }
+
+    /// Restarts worker `name` on the addresses it had (as the soak does),
+    /// without waiting for it to listen: feeders sent to it find it again.
+    pub fn relaunch_worker(&mut self, name: &str) {
+        let prev = self
+            .workers
+            .get(name)
+            .map(|w| w.addrs.clone())
+            .unwrap_or_default();
+        let args = self.member_args(false, &prev);
+        self.launch(name, args);
+    }
+
+    /// Arguments of a non-initializer on the addresses in `at` (port 0 for
+    /// those empty).
+    fn member_args(&self, join: bool, at: &Addrs) -> Vec<String> {
+        let pick = |a: &str| {
+            if a.is_empty() {
+                "127.0.0.1:0".to_string()
+            } else {
+                a.to_string()
+            }
+        };
         let mut args = vec![
             "--in".to_string(),
-            "InputBlobs@127.0.0.1:0:Dragons-Love-Tacos:500:50".into(),
+            format!("InputBlobs@{}:Dragons-Love-Tacos:500:50", pick(&at.source)),
             "--my-data".into(),
-            "127.0.0.1:0".into(),
+            pick(&at.data),
             "--my-control".into(),
             "127.0.0.1:0".into(),
             "--external".into(),
-            "127.0.0.1:0".into(),
+            pick(&at.external),
         ];
         if join {
             args.extend(["--join".into(), self.init.control.clone()]);
         } else {
             args.extend(["--control".into(), self.init.control.clone()]);
         }
-        self.spawn_worker(name, args);
+        args
     }
 
     /// Starts a sink, an initializer and `n - 1` workers, and waits until
@@ -509,7 +567,7 @@ impl Drop for Cluster {
         if let Some(s) = self.sink.as_mut() {
             let _ = s.kill();
         }
-        if std::thread::panicking() || std::env::var_os("PASSTHROUGH_KEEP").is_some() {
+        if self.keep || std::thread::panicking() || std::env::var_os("PASSTHROUGH_KEEP").is_some() {
             if let Some(t) = self.tmp.take() {
                 eprintln!("test files kept in {}", t.keep().display());
             }
