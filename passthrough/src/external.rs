@@ -111,12 +111,14 @@ async fn answer(
             } else {
                 let mut names = req.node_names.clone();
                 if names.is_empty() && req.node_count > 0 {
-                    // Wallaroo's count form: the most recently added workers.
+                    // Wallaroo's count form: the most recently added
+                    // workers, never the initializer (this worker, whatever
+                    // its --name).
                     let members = view.lock().members.clone();
                     names = members
                         .iter()
                         .rev()
-                        .filter(|m| *m != "initializer")
+                        .filter(|m| **m != *router.me)
                         .take(req.node_count as usize)
                         .cloned()
                         .collect();

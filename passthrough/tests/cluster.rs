@@ -71,6 +71,19 @@ fn ten_keys_through_four_workers() {
         ),
         Some(ExternalMsg::ShrinkError(_))
     ));
+    // Wallaroo's count form removes the most recently added worker.
+    let by_count = c.external(
+        "initializer",
+        &ExternalMsg::Shrink(connector::external::ShrinkRequest {
+            query: false,
+            node_names: vec![],
+            node_count: 1,
+        }),
+    );
+    let Some(ExternalMsg::ShrinkResponse(r)) = by_count else {
+        panic!("{by_count:?}")
+    };
+    assert_eq!(r.node_names, vec!["worker3"]);
 }
 
 #[test]
