@@ -74,7 +74,18 @@ fn row_of(dir: &Path) -> Option<RunRow> {
             },
         });
     }
-    let log = std::fs::read(dir.join("run.log")).ok()?;
+    let Ok(log) = std::fs::read(dir.join("run.log")) else {
+        // A run driven by the low-level commands keeps only state.json.
+        return dir.join("state.json").is_file().then(|| RunRow {
+            start: start_of_id(&id),
+            id,
+            dir: dir.to_owned(),
+            args: vec!["(low-level commands)".into()],
+            verdict: "manual".into(),
+            exit_code: None,
+            duration: None,
+        });
+    };
     let (_, start, end, _) = parse_run_log(&String::from_utf8_lossy(&log));
     Some(RunRow {
         id,
@@ -85,6 +96,21 @@ fn row_of(dir: &Path) -> Option<RunRow> {
         exit_code: None,
         duration: start.zip(end).map(|(s, e)| e - s),
     })
+}
+
+/// The UTC start a run id (`YYYYMMDD-HHMMSS-xxxx`) carries, unix seconds.
+fn start_of_id(id: &str) -> Option<f64> {
+    let digits = |r: std::ops::Range<usize>| id.get(r)?.parse::<u32>().ok();
+    if id.as_bytes().get(8) != Some(&b'-') {
+        return None;
+    }
+    let (y, mo, d) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (h, mi, sec) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let days = crate::time::days_from_civil(i64::from(y), mo, d);
+    Some((days * 86_400 + i64::from(h * 3600 + mi * 60 + sec)) as f64)
 }
 
 /// Every run under `runs` (directories with a `run.json` or a `run.log`),
@@ -139,4 +165,34 @@ pub fn render(rows: &[RunRow]) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_run_is_listed_with_the_start_its_id_carries() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().join("20261123-105328-4515");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("state.json"), "{}").unwrap();
+        // Neither a record, a log nor a state: not a run.
+        std::fs::create_dir(t.path().join("inputs")).unwrap();
+        let rows = list(t.path()).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].verdict, "manual");
+        assert_eq!(
+            &format_utc(rows[0].start.unwrap())[..19],
+            "2026-11-23 10:53:28"
+        );
+        assert!(render(&rows).contains("(low-level commands)"));
+    }
+
+    #[test]
+    fn ids_that_are_not_timestamps_have_no_start() {
+        assert_eq!(start_of_id("inputs"), None);
+        assert_eq!(start_of_id("20261399-105328-4515"), None);
+        assert_eq!(start_of_id("2026112-3105328"), None);
+    }
 }
