@@ -32,11 +32,11 @@ pub fn main_impl() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Some(cli::Command::Passthrough(args)) = cli.command {
-        // A worker logs the way the `passthrough` binary does.
-        return passthrough::main_with(args);
+    // A worker (`crasher passthrough`) sets up its own logging, the way the
+    // `passthrough` binary does.
+    if !matches!(cli.command, Some(cli::Command::Passthrough(_))) {
+        init_tracing();
     }
-    init_tracing();
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -110,35 +110,11 @@ impl Drop for Runs {
                     .cmd(&["reset", "--run-dir", &dir.display().to_string()])
                     .output();
             }
-            for pid in survivors(&name) {
+            for pid in procs::processes_of_run(&name) {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
     }
-}
-
-/// Pids of live processes whose environment carries `CRASHER_RUN_ID=id`.
-fn survivors(id: &str) -> Vec<u32> {
-    let needle = format!("CRASHER_RUN_ID={id}");
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        let zombie = std::fs::read_to_string(e.path().join("stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if !zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
-            v.push(pid);
-        }
-    }
-    v
 }
 
 fn process<'a>(st: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
@@ -283,9 +259,9 @@ fn a_script_drives_a_run_step_by_step() {
     assert!(out.starts_with("OK: key A"), "{out}");
     assert_eq!(runs.status()["verification"]["holds"], true);
 
-    assert!(!survivors(&id).is_empty());
+    assert!(!procs::processes_of_run(&id).is_empty());
     runs.expect(0, &["reset"]);
-    assert_eq!(survivors(&id), Vec::<u32>::new());
+    assert_eq!(procs::processes_of_run(&id), Vec::<u32>::new());
     assert!(input_a.is_file(), "reset keeps input files");
     assert!(!dir.join("state.json").exists());
     runs.expect_err(2, &["crash-worker", "1"], "no run in");

@@ -29,30 +29,6 @@ fn run_id(stdout: &str) -> Option<String> {
     })
 }
 
-/// Pids of live processes whose environment carries `CRASHER_RUN_ID=id`.
-fn survivors(id: &str) -> Vec<u32> {
-    let needle = format!("CRASHER_RUN_ID={id}");
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        let is_zombie = std::fs::read_to_string(e.path().join("stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        if !is_zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
-            v.push(pid);
-        }
-    }
-    v
-}
-
 fn soak(runs: &Path, args: &[&str]) -> (Output, String) {
     let out = crasher()
         .args(args)
@@ -68,9 +44,22 @@ fn soak(runs: &Path, args: &[&str]) -> (Output, String) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let left = survivors(&id);
+    let left = procs::processes_of_run(&id);
     assert!(left.is_empty(), "processes of run {id} survived: {left:?}");
     (out, stdout)
+}
+
+/// Runs a soak that must hold (exit 0) and returns its stdout.
+fn holds(args: &[&str]) -> String {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout) = soak(t.path(), args);
+    assert_eq!(
+        code(&out),
+        0,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 fn code(o: &Output) -> i32 {
@@ -79,27 +68,17 @@ fn code(o: &Output) -> i32 {
 
 #[test]
 fn crash_worker_and_crash_sink_reach_eof_success() {
-    let t = tempfile::tempdir().unwrap();
-    let (out, stdout) = soak(
-        t.path(),
-        &[
-            "2",
-            "crash0",
-            "crash-sink",
-            "--input-bytes",
-            "200000",
-            "--rate",
-            "0",
-            "--duration",
-            "120s",
-        ],
-    );
-    assert_eq!(
-        code(&out),
-        0,
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = holds(&[
+        "2",
+        "crash0",
+        "crash-sink",
+        "--input-bytes",
+        "200000",
+        "--rate",
+        "0",
+        "--duration",
+        "120s",
+    ]);
     assert!(
         stdout.contains("SANITY LOOP SUCCESS: EOF found!"),
         "{stdout}"
@@ -108,27 +87,17 @@ fn crash_worker_and_crash_sink_reach_eof_success() {
 
 #[test]
 fn four_workers_crash1_grow_holds_for_a_while() {
-    let t = tempfile::tempdir().unwrap();
-    let (out, stdout) = soak(
-        t.path(),
-        &[
-            "4",
-            "crash1",
-            "grow",
-            "--input-bytes",
-            "2000000",
-            "--rate",
-            "200000",
-            "--duration",
-            "30s",
-        ],
-    );
-    assert_eq!(
-        code(&out),
-        0,
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = holds(&[
+        "4",
+        "crash1",
+        "grow",
+        "--input-bytes",
+        "2000000",
+        "--rate",
+        "200000",
+        "--duration",
+        "30s",
+    ]);
     assert!(stdout.contains("c1") && stdout.contains("r1"), "{stdout}");
     assert!(stdout.contains("Join worker4."), "{stdout}");
 }
@@ -137,27 +106,17 @@ fn four_workers_crash1_grow_holds_for_a_while() {
 /// into a false violation.
 #[test]
 fn grow_and_shrink_with_initializer_crashes_holds() {
-    let t = tempfile::tempdir().unwrap();
-    let (out, stdout) = soak(
-        t.path(),
-        &[
-            "3",
-            "grow-and-shrink",
-            "crash0",
-            "--input-bytes",
-            "4000000",
-            "--rate",
-            "100000",
-            "--duration",
-            "30s",
-        ],
-    );
-    assert_eq!(
-        code(&out),
-        0,
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = holds(&[
+        "3",
+        "grow-and-shrink",
+        "crash0",
+        "--input-bytes",
+        "4000000",
+        "--rate",
+        "100000",
+        "--duration",
+        "30s",
+    ]);
     assert!(stdout.contains("c0") && stdout.contains("r0"), "{stdout}");
     assert!(stdout.contains("Shrink worker"), "{stdout}");
 }
@@ -283,7 +242,7 @@ fn interrupt_leaves_nothing(sig: nix::sys::signal::Signal) {
     let mut guard = ChildGuard(child);
     let text = wait_for(&log, "Done, yay", Duration::from_secs(60));
     let id = run_id(&text).unwrap();
-    assert!(!survivors(&id).is_empty());
+    assert!(!procs::processes_of_run(&id).is_empty());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard.0.id() as i32), sig).unwrap();
     let status = guard.0.wait().unwrap();
     assert_eq!(
@@ -293,11 +252,11 @@ fn interrupt_leaves_nothing(sig: nix::sys::signal::Signal) {
         std::fs::read_to_string(&log).unwrap()
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !survivors(&id).is_empty() && Instant::now() < deadline {
+    while !procs::processes_of_run(&id).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        survivors(&id).is_empty(),
+        procs::processes_of_run(&id).is_empty(),
         "processes of run {id} survived {sig}"
     );
 }

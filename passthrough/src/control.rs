@@ -22,15 +22,7 @@ pub const RETRY: Duration = Duration::from_millis(100);
 pub async fn serve(listener: TcpListener, events: mpsc::Sender<CoordEvent>) {
     let ids = AtomicU64::new(1);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("control listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::accept(&listener, "control").await;
         let conn = ids.fetch_add(1, Ordering::Relaxed);
         let events = events.clone();
         tokio::spawn(async move {

@@ -47,15 +47,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DurableError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` so that after a crash it holds either the old
-/// or the new content: temp file, fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+/// The sibling temp file `path` is written to before the rename.
+fn temp_path(path: &Path) -> (PathBuf, &Path) {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    (dir.join(format!(".{name}.tmp")), dir)
+}
+
+/// Writes `bytes` to `path` so that after a crash it holds either the old
+/// or the new content: temp file, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
+    let (tmp, dir) = temp_path(path);
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
@@ -69,12 +74,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
 /// this one is SIGKILLed, sees either the old or the new content: temp
 /// file, rename. Without fsync: a machine crash may lose it.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let (tmp, _) = temp_path(path);
     std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::coord::CoordEvent;
 use crate::route::Router;
@@ -49,14 +49,7 @@ pub async fn serve(
     coord: Option<mpsc::Sender<CoordEvent>>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("external listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::accept(&listener, "external").await;
         let view = view.clone();
         let router = router.clone();
         let coord = coord.clone();

@@ -237,15 +237,7 @@ impl Ingress {
 /// Accepts feeders on `listener` forever.
 pub async fn serve(listener: TcpListener, ingress: Arc<Ingress>) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("source listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::accept(&listener, "source").await;
         let ing = ingress.clone();
         ing.live.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {

@@ -115,6 +115,24 @@ pub fn main_with(args: Args) -> ExitCode {
     }
 }
 
+/// The next connection on `listener` (the `what` listener, for the log),
+/// with Nagle off: a failed accept (out of file descriptors, say) is
+/// logged and retried after a pause instead of ending the listener.
+pub async fn accept(listener: &TcpListener, what: &str) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!("{what} listener: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 async fn bind(addr: &str, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind(addr)
         .await

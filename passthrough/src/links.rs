@@ -174,15 +174,7 @@ async fn writer(
 /// Accepts data links on `listener` and forwards their items to `owner`.
 pub async fn serve(listener: TcpListener, owner: OwnerInput) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("data listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::accept(&listener, "data").await;
         let owner = owner.clone();
         tokio::spawn(async move {
             let mut rd = FramedRead::with_capacity(stream, DataCodec, 256 * 1024);

@@ -48,15 +48,7 @@ pub async fn serve(
     uplink: mpsc::UnboundedSender<ToCoord>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("tcp source listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::accept(&listener, "tcp source").await;
         let router = router.clone();
         let uplink = uplink.clone();
         tokio::spawn(async move {
