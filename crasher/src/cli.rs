@@ -26,8 +26,22 @@ Options (the original master-crasher.sh's words):
   pause                 SIGSTOP a random worker for 1-10 s, then SIGCONT
   grow, shrink, grow-and-shrink
                         join and/or remove workers at random
+  partition, isolate, one-way, bridge, flaky
+                        network faults (need --network lab): split the
+                        workers in a majority and a minority, cut one off
+                        from everything, drop one direction between two,
+                        two halves joined by one node, drop 30% of a
+                        node's packets; each held 2-6 s, then healed
+                        (docs/network.md; no delay faults: they need the
+                        kernel's sch_netem, which this project's machines
+                        lack)
   no-ack-progress, no-registry-progress, no-sanity, no-clean-old-gzip-files
                         switch a check off
+  power-loss, power-loss-all
+                        SIGKILL a random worker (or all) and drop its
+                        un-synced writes (needs --disk lossy), restart
+  corrupt, truncate     flip a bit in / cut short a data file of a random
+                        worker while it is down, restart (docs/disk.md)
   run_custom1 run_custom2 run_custom4 run_custom5 run_custom3006
   run_custom_crashsink_crash0_overlap
                         the original's one-off scenarios
@@ -35,7 +49,11 @@ Options (the original master-crasher.sh's words):
 Glyphs: `,` sanity round; cS/rS sink crash/restart; cN/rN worker N
 crash/restart; :cN :s skipped (gate closed); cfK/rfK feeder K crash/restart;
 pN/uN worker N paused/resumed; {AP} ack progress; {RP} registry progress;
-`Join workerN.` / `Shrink workerN`.
+`Join workerN.` / `Shrink workerN`; PLn/PLA power loss of worker N/all
+(restart rN/rA); XN/TN data file of worker N corrupted/truncated; :PL :X :T
+skipped; network: {P:0,2|1} partition
+(majority|minority), {I:N} isolate, {O:A>B} one-way, {B:A|N|B} bridge,
+{F:N} flaky, {H} healed, :n skipped.
 
 Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
 3 verdict unknown.
@@ -98,6 +116,8 @@ pub enum Command {
     Status(crate::ops::StatusArgs),
     /// Stop every process of a run and delete its state and output (inputs are kept).
     Reset(crate::ops::ResetArgs),
+    /// Stop every process of a run and keep all its evidence (logs, sink output, state).
+    Stop(crate::ops::StopArgs),
     /// Start the run's sink (a new run if there is none) and wait until it listens.
     StartSink(crate::manual::StartSinkArgs),
     /// SIGKILL the run's sink.
@@ -126,6 +146,9 @@ pub enum Command {
     Runs(triage::cli::RunsArgs),
     /// Write a self-contained HTML report of a run: verdict, fault timeline, progress, throughput.
     Report(triage::cli::ReportArgs),
+    /// Mount a FUSE file system that loses every write not yet synced when
+    /// told (`--lose MOUNTPOINT`), as a power cut would (docs/disk.md).
+    Lossyfs(lossyfs::Args),
 }
 
 /// Runs the soak or the chosen subcommand.
@@ -150,6 +173,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Recipe(a)) => crate::recipe::run(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
+        Some(Command::Stop(a)) => crate::ops::stop(a),
         Some(Command::StartSink(a)) => crate::manual::start_sink(a),
         Some(Command::CrashSink(a)) => crate::manual::crash_sink(a),
         Some(Command::StartInitializer(a)) => crate::manual::start_initializer(a),
@@ -164,5 +188,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Triage(a)) => triage::cli::run_triage(a),
         Some(Command::Runs(a)) => triage::cli::run_runs(a),
         Some(Command::Report(a)) => triage::cli::run_report(a),
+        Some(Command::Lossyfs(a)) => lossyfs::run(a),
     }
 }

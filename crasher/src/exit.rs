@@ -1,10 +1,4 @@
-//! Exit codes every crasher command and every part of the harness shares.
+//! Exit codes every crasher command and every part of the harness shares
+//! (the `verdict` crate), under the name the CLI code uses.
 
-/// The property holds (or the command succeeded).
-pub const HOLDS: u8 = 0;
-/// A violation was found.
-pub const VIOLATION: u8 = 1;
-/// Usage or environment error.
-pub const USAGE: u8 = 2;
-/// Nothing could be concluded.
-pub const UNKNOWN: u8 = 3;
+pub use verdict::{HOLDS, UNKNOWN, USAGE, VIOLATION};

@@ -40,10 +40,29 @@ pub fn main_impl() -> ExitCode {
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("crasher: error: {e:#}");
+            eprintln!("crasher: error: {}", error_chain(&e));
             ExitCode::from(exit::USAGE)
         }
     }
+}
+
+/// An error and its causes, `: `-separated like `{:#}`, leaving out a
+/// cause whose text the message before it already says (many errors print
+/// their OS error and also return it as their source, which `{:#}` would
+/// print twice: `... (os error 21): Is a directory (os error 21)`).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_tracing() {

@@ -1,5 +1,5 @@
-//! Commands that act on an existing run from any shell: `crasher status`
-//! and `crasher reset`. They find the run through its `state.json`
+//! Commands that act on an existing run from any shell: `crasher status`,
+//! `crasher stop` and `crasher reset`. They find the run through its `state.json`
 //! (default: `crasher-runs/current`) and identify its processes by pid,
 //! start time and `CRASHER_RUN_ID`, never by name.
 
@@ -80,6 +80,37 @@ pub struct ResetArgs {
     pub run: RunSel,
 }
 
+/// Arguments of `crasher stop`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StopArgs {
+    /// Which run.
+    #[command(flatten)]
+    pub run: RunSel,
+}
+
+/// `crasher stop`: stop every process of the run (its supervisor first,
+/// which tears down and writes the run's final record) and keep all its
+/// evidence: logs, sink output, worker state, run.json.
+pub fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
+    let st = args.run.load()?;
+    let killed = stop_run(&st);
+    let left = procs::processes_of_run(&st.run_id);
+    println!(
+        "Stopped {killed} process(es) of run {}; its logs, sink output and state are kept in {}",
+        st.run_id,
+        st.run_dir.display()
+    );
+    if !left.is_empty() {
+        eprintln!(
+            "crasher: {} process(es) of run {} are still alive: {left:?}",
+            left.len(),
+            st.run_id
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    Ok(ExitCode::from(exit::HOLDS))
+}
+
 /// `crasher status`: the run at a glance.
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let st = args.run.load()?;
@@ -100,8 +131,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .map(|(k, p)| (k.as_bytes()[0], p.clone())),
         false,
     );
-    let (cluster, owners) = cluster_view(&st);
+    let (cluster, owners) = if st.network.is_some() {
+        // A lab run's workers are reachable only from inside its network.
+        (
+            "in the run's lab network, not reachable from here".to_owned(),
+            None,
+        )
+    } else {
+        cluster_view(&st)
+    };
     let owner = |k: &str| owners.as_ref().and_then(|o| o.get(k)).cloned();
+    // Fault coverage as of the run record's last write (every ~10 s).
+    let record = triage::record::RunRecord::read(&st.run_dir.join(triage::record::FILE)).ok();
+    let (schedule, coverage) = record.map(|r| (r.schedule, r.coverage)).unwrap_or_default();
     if args.json {
         let procs: Vec<serde_json::Value> = st
             .processes
@@ -139,7 +181,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let out = serde_json::json!({"run_id": st.run_id, "run_dir": st.run_dir, "profile": st.profile,
             "kind": if st.manual.is_some() { "manual" } else { "soak" },
             "members": st.members, "cluster": cluster, "processes": procs, "keys": keys,
-            "verification": verification});
+            "verification": verification, "schedule": schedule, "coverage": coverage,
+            "network": st.network.as_deref().unwrap_or("loopback")});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::from(exit::HOLDS));
     }
@@ -166,6 +209,20 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("\nCluster: {cluster}");
+    if let Some(net) = &st.network {
+        // The processes live in the run's own PID namespace: their pids
+        // above are the lab's, not this shell's (docs/network.md).
+        println!("Network: {net} (pids are inside the lab's PID namespace)");
+    }
+    if !coverage.is_empty() {
+        println!(
+            "\nFaults ({} schedule):",
+            schedule.as_deref().unwrap_or("?")
+        );
+        for (kind, c) in &coverage {
+            println!("  {kind:<14} {}", c.describe());
+        }
+    }
     println!(
         "\n{:<4} {:<12} {:>12} {:>12} {:>12} {:>7}  FEEDER",
         "KEY", "OWNER", "COMMITTED", "ACKED", "INPUT", "DONE%"
@@ -272,6 +329,10 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
         "paused.json",
         "state.json",
         crate::soak::state::PROFILE_FILE,
+        "run.log",
+        triage::record::FILE,
+        triage::record::EVENTS_FILE,
+        crate::soak::diskfull::RESERVE_FILE,
     ] {
         let _ = std::fs::remove_file(st.run_dir.join(f));
     }
@@ -280,9 +341,10 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Stops the run's supervisor (which tears its children down) and then
-/// SIGKILLs whatever of the run is left. Returns how many processes it signalled.
+/// SIGKILLs whatever of the run is left. Returns how many distinct
+/// processes it signalled.
 pub fn stop_run(st: &RunState) -> usize {
-    let mut n = 0;
+    let mut signalled = std::collections::BTreeSet::new();
     if let Some(sup) = st
         .processes
         .get("supervisor")
@@ -290,24 +352,24 @@ pub fn stop_run(st: &RunState) -> usize {
     {
         let _ = nix::sys::signal::kill(Pid::from_raw(sup.pid as i32), Signal::SIGCONT);
         let _ = nix::sys::signal::kill(Pid::from_raw(sup.pid as i32), Signal::SIGTERM);
-        n += 1;
+        signalled.insert(sup.pid);
         procs::wait_until(Instant::now() + Duration::from_secs(5), || !sup.alive());
     }
     for (name, r) in &st.processes {
         if name != "supervisor" && r.alive() && procs::belongs_to_run(r.pid, &st.run_id) {
             let _ = killpg(Pid::from_raw(r.pid as i32), Signal::SIGCONT);
             let _ = killpg(Pid::from_raw(r.pid as i32), Signal::SIGKILL);
-            n += 1;
+            signalled.insert(r.pid);
         }
     }
     for pid in procs::processes_of_run(&st.run_id) {
         if pid != std::process::id() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            n += 1;
+            signalled.insert(pid);
         }
     }
     procs::wait_until(Instant::now() + Duration::from_secs(5), || {
         procs::processes_of_run(&st.run_id).is_empty()
     });
-    n
+    signalled.len()
 }

@@ -14,11 +14,15 @@ use anyhow::Context;
 use rand::Rng;
 use serde::Deserialize;
 
+use std::collections::{BTreeSet, HashMap};
+
 use crate::exit;
-use crate::soak::cluster::Start;
-use crate::soak::harness::{Harness, Outcome};
+use crate::soak::faults;
+use crate::soak::harness::{Claim, Harness, Outcome};
+use crate::soak::liveness::{await_live, NotLive};
 use crate::soak::loops;
 use crate::soak::profile::Profile;
+use crate::soak::schedule::Ticket;
 use crate::soak::spec::{worker_name, SoakSpec};
 use crate::soak::timings::{secs, Timings};
 use crate::soak::{self, SoakArgs};
@@ -64,6 +68,10 @@ pub struct Recipe {
     pub workers: usize,
     /// What one iteration does.
     pub steps: Vec<Step>,
+    /// As a soak's `run_customX` scenario: repeat the steps until the run
+    /// ends (the original's run_custom3006 did), instead of once.
+    #[serde(default)]
+    pub repeat_in_soak: bool,
 }
 
 fn two() -> usize {
@@ -274,19 +282,17 @@ async fn iterate(
         return Err(format!("start-up: {o:?}"));
     }
     let monitor = tokio::spawn(loops::monitor(h.clone()));
-    let mut rng = h.rng("recipe");
-    let inputs = h.cluster().settings().inputs.clone();
-    let sink_dir = h.cluster().run_dir().sink_dir();
-    let mut held = std::collections::HashMap::new();
+    let mut steps = StepRunner::new(h, "recipe", true);
     let result = async {
         for i in 1..=iterations {
             for step in &recipe.steps {
                 if let Some((o, _)) = h.outcome() {
                     return Err(format!("iteration {i}: {o:?}"));
                 }
-                step_once(h, step, &mut rng, &inputs, &sink_dir, &mut held)
+                steps
+                    .run(step)
                     .await
-                    .map_err(|e| format!("iteration {i}: {e}"))?;
+                    .map_err(|e| format!("iteration {i}: {}", e.settle(h, "recipe")))?;
             }
             h.out.line(&format!("iteration {i}: OK"));
         }
@@ -297,108 +303,263 @@ async fn iterate(
     result
 }
 
-/// Processes crashed by a step stay claimed (so the death monitor does not
-/// report them) until a later step restarts them.
-type Held<'a> = std::collections::HashMap<String, crate::soak::harness::Claim<'a>>;
+/// Why a step failed.
+#[derive(Debug)]
+pub enum StepError {
+    /// It failed outright (a process not running, a refused request,
+    /// data that does not verify).
+    Failed(String),
+    /// A wait for the cluster did not end in progress (see
+    /// [`soak::liveness::await_live`]).
+    NotLive {
+        /// What was waited for.
+        what: String,
+        /// How the wait ended.
+        why: NotLive,
+        /// Its budget of quiet time.
+        budget: Duration,
+    },
+}
 
-async fn step_once<'a>(
+impl StepError {
+    /// Ends the run as the failure says (a violation of `check`, a
+    /// liveness violation, or an unknown verdict) and describes it.
+    pub fn settle(&self, h: &Harness, check: &str) -> String {
+        match self {
+            StepError::Failed(e) => {
+                h.violation(check, e.clone());
+                e.clone()
+            }
+            StepError::NotLive { what, why, budget } => {
+                why.conclude(h, check, what, *budget);
+                format!("{what}: {}", why.describe(*budget))
+            }
+        }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(e: String) -> Self {
+        StepError::Failed(e)
+    }
+}
+
+/// Runs recipe steps against a harness, one at a time, with the same fault
+/// actions as the soak's loops (`soak::faults`). A crashed process stays
+/// claimed, and its fault in progress, until a later step restarts it.
+pub struct StepRunner<'a> {
     h: &'a Arc<Harness>,
-    step: &Step,
-    rng: &mut rand_chacha::ChaCha8Rng,
-    inputs: &std::collections::BTreeMap<String, PathBuf>,
-    sink_dir: &Path,
-    held: &mut Held<'a>,
-) -> Result<(), String> {
-    match step {
-        Step::Sleep { min, max } => {
-            let s = match max {
-                Some(m) if m > min => rng.gen_range(*min..*m),
-                _ => *min,
-            };
-            tokio::time::sleep(secs(s)).await;
+    rng: rand_chacha::ChaCha8Rng,
+    held: HashMap<String, (Claim<'a>, Ticket)>,
+    joined: BTreeSet<usize>,
+    check_data: bool,
+}
+
+impl<'a> StepRunner<'a> {
+    /// A runner whose `sleep` draws come from the loop source `name`;
+    /// `check_data`: whether `verify` checks the sink's files (a soak's
+    /// sanity loop already does).
+    pub fn new(h: &'a Arc<Harness>, name: &str, check_data: bool) -> StepRunner<'a> {
+        StepRunner {
+            h,
+            rng: h.rng(name),
+            held: HashMap::new(),
+            joined: BTreeSet::new(),
+            check_data,
         }
-        Step::Crash { target } => match Target::parse(target)? {
-            Target::Sink => {
-                if let Some(c) = h.claim("sink") {
-                    held.insert("sink".into(), c);
-                }
-                h.out.event("crash", "cS");
-                h.cluster().crash_sink().map_err(|e| e.to_string())?;
+    }
+
+    fn hold(&mut self, who: String, kind: &str) {
+        let ticket = self.h.schedule.force(kind);
+        match self.h.claim(&who) {
+            Some(c) => {
+                self.held.insert(who, (c, ticket));
             }
-            Target::Worker(i) => {
-                if let Some(c) = h.claim(&worker_name(i)) {
-                    held.insert(worker_name(i), c);
-                }
-                h.out.event("crash", &format!("c{i}"));
-                h.cluster().crash_worker(i).map_err(|e| e.to_string())?;
-                if let Some(aside) = h.cluster().rotate_worker_log(i) {
-                    tokio::task::spawn_blocking(move || soak::cluster::gzip_file(&aside));
-                }
-            }
-            Target::Feeder(k) => {
-                h.out.event("crash", &format!("cf{k}"));
-                let _ = h.cluster().crash_feeder(&k);
-            }
-            Target::Feeders => {
-                h.out.event("crash", "cF");
-                for k in inputs.keys() {
-                    let _ = h.cluster().crash_feeder(k);
-                }
-            }
-        },
-        Step::Restart { target } => match Target::parse(target)? {
-            Target::Sink => {
-                h.cluster().start_sink().map_err(|e| e.to_string())?;
-                h.out.event("restart", "rS");
-            }
-            Target::Worker(i) => {
-                h.cluster()
-                    .start_worker(i, Start::Restart)
-                    .map_err(|e| e.to_string())?;
-                h.out.event("restart", &format!("r{i}"));
-            }
-            Target::Feeder(_) | Target::Feeders => {
-                // The monitor restarts feeders that are not running.
-                h.out.event("restart", "rF");
-            }
-        },
-        Step::WaitReady { seconds } => {
-            loops::poll_all_ready(h, secs(seconds.unwrap_or(20.0))).await?;
+            None => ticket.end(),
         }
-        Step::Shrink { worker } => {
-            let name = worker_name(*worker);
-            h.out.event("shrink", &format!("Shrink {name}"));
-            let _c = h.claim(&name);
-            loops::shrink_worker(h, *worker).await?;
+    }
+
+    fn release(&mut self, who: &str) {
+        if let Some((claim, ticket)) = self.held.remove(who) {
+            drop(claim);
+            ticket.end();
         }
-        Step::Join { worker } => {
-            let name = worker_name(*worker);
-            h.out.event("join", &format!("Join {name}."));
-            h.cluster()
-                .start_worker(*worker, Start::Join)
-                .map_err(|e| e.to_string())?;
-            loops::poll_one(h, *worker, tokio::time::Instant::now() + secs(20.0)).await?;
+    }
+
+    /// Runs one step.
+    pub async fn run(&mut self, step: &Step) -> Result<(), StepError> {
+        let h = self.h;
+        let budget = secs(h.timings.grow_ready);
+        match step {
+            Step::Sleep { min, max } => {
+                let s = match max {
+                    Some(m) if m > min => self.rng.gen_range(*min..*m),
+                    _ => *min,
+                };
+                tokio::time::sleep(secs(s)).await;
+            }
+            Step::Crash { target } => match Target::parse(target)? {
+                Target::Sink => {
+                    self.hold("sink".into(), "crash-sink");
+                    faults::crash_sink(h).map_err(|e| e.to_string())?;
+                }
+                Target::Worker(i) => {
+                    self.hold(worker_name(i), &format!("crash{i}"));
+                    faults::crash_worker(h, i, &format!("c{i}")).map_err(|e| e.to_string())?;
+                }
+                Target::Feeder(k) => {
+                    self.hold(format!("feeder.{k}"), "crash-source");
+                    let _ = faults::crash_feeder(h, &k);
+                }
+                Target::Feeders => {
+                    let keys: Vec<String> = h.cluster().settings().inputs.keys().cloned().collect();
+                    for k in keys {
+                        self.hold(format!("feeder.{k}"), "crash-source");
+                        let _ = faults::crash_feeder(h, &k);
+                    }
+                }
+            },
+            Step::Restart { target } => match Target::parse(target)? {
+                Target::Sink => {
+                    faults::restart_sink(h).map_err(|e| e.to_string())?;
+                    self.release("sink");
+                }
+                Target::Worker(i) => {
+                    faults::restart_worker(h, i, &format!("r{i}")).map_err(|e| e.to_string())?;
+                    self.release(&worker_name(i));
+                }
+                Target::Feeder(_) | Target::Feeders => {
+                    // The monitor restarts feeders that are not running.
+                    h.out.event("restart", "rF");
+                    let feeders: Vec<String> = self
+                        .held
+                        .keys()
+                        .filter(|w| w.starts_with("feeder."))
+                        .cloned()
+                        .collect();
+                    for f in feeders {
+                        self.release(&f);
+                    }
+                }
+            },
+            Step::WaitReady { seconds } => {
+                let budget = secs(seconds.unwrap_or(20.0));
+                await_live(h, None, budget, |d| loops::all_ready_by(h, d))
+                    .await
+                    .map_err(|why| StepError::NotLive {
+                        what: "waiting for every member to be ready".into(),
+                        why,
+                        budget,
+                    })?;
+            }
+            Step::Shrink { worker } => {
+                let name = worker_name(*worker);
+                let ticket = h.schedule.force("shrink");
+                let claims = (h.claim(&name), h.claim(&worker_name(0)));
+                let r = faults::shrink_worker(h, *worker, Some(ticket.id())).await;
+                drop(claims);
+                ticket.end();
+                r.map_err(|why| StepError::NotLive {
+                    what: format!("shrinking {name}"),
+                    why,
+                    budget,
+                })?;
+            }
+            Step::Join { worker } => {
+                let name = worker_name(*worker);
+                let again = !self.joined.insert(*worker);
+                let claim = h.claim(&name);
+                let ticket = h.schedule.force("join");
+                let joined = faults::join_worker(h, *worker, again);
+                ticket.end();
+                joined.map_err(|e| e.to_string())?;
+                await_live(h, None, budget, |d| loops::poll_one(h, *worker, d))
+                    .await
+                    .map_err(|why| StepError::NotLive {
+                        what: format!("joining {name}"),
+                        why,
+                        budget,
+                    })?;
+                drop(claim);
+            }
+            Step::Verify => {
+                let all = secs(20.0);
+                await_live(h, None, all, |d| loops::all_ready_by(h, d))
+                    .await
+                    .map_err(|why| StepError::NotLive {
+                        what: "ready after the faults".into(),
+                        why,
+                        budget: all,
+                    })?;
+                if self.check_data {
+                    self.verify_now().await?;
+                }
+            }
         }
-        Step::Verify => {
-            loops::poll_all_ready(h, secs(20.0))
-                .await
-                .map_err(|e| format!("not ready after the faults: {e}"))?;
-            let dir = sink_dir.to_owned();
-            let keys: Vec<(u8, PathBuf)> = inputs
+        Ok(())
+    }
+
+    async fn verify_now(&self) -> Result<(), StepError> {
+        let (dir, keys) = {
+            let c = self.h.cluster();
+            let keys: Vec<(u8, PathBuf)> = c
+                .settings()
+                .inputs
                 .iter()
                 .map(|(k, p)| (k.as_bytes()[0], p.clone()))
                 .collect();
-            let statuses =
-                tokio::task::spawn_blocking(move || verify::check::check_keys(&dir, keys, false))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            if let Some(v) = statuses.iter().find_map(|s| s.violation.as_ref()) {
-                return Err(format!("verification failed:\n{v}"));
+            (c.run_dir().sink_dir(), keys)
+        };
+        let statuses =
+            tokio::task::spawn_blocking(move || verify::check::check_keys(&dir, keys, false))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        if let Some(v) = statuses.iter().find_map(|s| s.violation.as_ref()) {
+            return Err(StepError::Failed(format!("verification failed:\n{v}")));
+        }
+        let total: u64 = statuses.iter().map(|s| s.committed_bytes).sum();
+        self.h.out.glyph(&format!("[verified {total} bytes]"));
+        Ok(())
+    }
+}
+
+/// Runs the custom scenario `word` (`run_custom1` …) of a soak: the steps
+/// of the recipe of the same name (`recipes/custom1.toml` …), once, or
+/// over and over when the recipe says `repeat_in_soak`.
+pub async fn soak_custom(h: Arc<Harness>, word: String) {
+    let name = custom_recipe_name(&word);
+    let recipe = match Recipe::load(&name) {
+        Ok((r, _)) => r,
+        Err(e) => {
+            return h.finish(Outcome::Environment(format!("{word}: {e:#}")));
+        }
+    };
+    let mut steps = StepRunner::new(&h, &word, false);
+    loop {
+        for step in &recipe.steps {
+            if h.finished() {
+                return;
             }
-            let total: u64 = statuses.iter().map(|s| s.committed_bytes).sum();
-            h.out.glyph(&format!("[verified {total} bytes]"));
+            if let Err(e) = steps.run(step).await {
+                if !h.finished() {
+                    let text = e.settle(&h, &word);
+                    h.out.line(&format!("{word}: {text}"));
+                }
+                return;
+            }
+        }
+        if !recipe.repeat_in_soak {
+            return;
         }
     }
-    Ok(())
+}
+
+/// The recipe behind a soak's `run_customX` word.
+pub fn custom_recipe_name(word: &str) -> String {
+    let rest = word.strip_prefix("run_").unwrap_or(word);
+    match rest {
+        "custom_crashsink_crash0_overlap" => "crashsink-crash0-overlap".to_owned(),
+        other => other.to_owned(),
+    }
 }

@@ -136,27 +136,39 @@ fn a_malformed_recipe_names_file_line_and_field() {
     );
 }
 
+/// Kills the spawned soak if the test fails before it exits.
+struct SoakGuard(std::process::Child);
+
+impl Drop for SoakGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn status_and_reset_act_on_a_running_soak() {
     let t = tempfile::tempdir().unwrap();
     let log = t.path().join("out");
-    let mut soak = crasher()
-        .args([
-            "2",
-            "--keys",
-            "A",
-            "--input-bytes",
-            "4000000",
-            "--rate",
-            "20000",
-            "--on-failure",
-            "kill",
-            "--runs",
-        ])
-        .arg(t.path())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut soak = SoakGuard(
+        crasher()
+            .args([
+                "2",
+                "--keys",
+                "A",
+                "--input-bytes",
+                "4000000",
+                "--rate",
+                "20000",
+                "--on-failure",
+                "kill",
+                "--runs",
+            ])
+            .arg(t.path())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -201,7 +213,7 @@ fn status_and_reset_act_on_a_running_soak() {
         "{}",
         String::from_utf8_lossy(&reset.stderr)
     );
-    let status = soak.wait().unwrap();
+    let status = soak.0.wait().unwrap();
     assert!(
         status.code().is_some(),
         "the supervisor should exit, not be killed: {status:?}"

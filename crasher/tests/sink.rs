@@ -1018,3 +1018,47 @@ fn an_inconsistent_txnlog_stops_the_sink_at_the_workers_hello() {
         "{line}"
     );
 }
+
+/// NOTIFY, and the point of reference of its NOTIFY_ACK.
+fn notify_por(w: &mut Worker) -> u64 {
+    w.send(&Frame::Notify {
+        stream_id: 1,
+        stream_name: b"sink-stream".to_vec().into(),
+        point_of_ref: 0,
+    });
+    match w.recv() {
+        Some(Frame::NotifyAck {
+            success: true,
+            point_of_ref,
+            ..
+        }) => point_of_ref,
+        other => panic!("expected NOTIFY_ACK, got {other:?}"),
+    }
+}
+
+/// `--por offset` answers what the sink holds; `--por original` answers as
+/// aloc_sink: the last offset this process saw for the worker (stale after
+/// a recovery cut), 0 after a sink restart.
+#[test]
+fn notify_ack_por_follows_the_por_mode() {
+    for (mode, expect) in [("offset", [15, 10, 10]), ("original", [15, 15, 0])] {
+        let mut env = Env::new();
+        let mut sink = env.start(&["--por", mode]);
+        let (mut w, _) = Worker::start(sink.addr, "worker1");
+        let end = commit_round(&mut w, &txn("worker1", 1), 0, b"committed\n");
+        w.data(end, b"tail\n");
+        let mut seen = vec![notify_por(&mut w)];
+        drop(w);
+        env.wait_records("worker1", 4);
+        // The reconnection's recovery cuts the uncommitted tail.
+        let (mut w, _) = Worker::start_retrying(sink.addr, "worker1");
+        seen.push(notify_por(&mut w));
+        drop(w);
+        sink.proc.kill().unwrap();
+        let sink = env.start(&["--por", mode]);
+        let (mut w, _) = Worker::start(sink.addr, "worker1");
+        seen.push(notify_por(&mut w));
+        assert_eq!(seen, expect, "--por {mode}\n{}", env.log());
+        env.assert_no_alarm();
+    }
+}

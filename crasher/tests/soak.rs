@@ -5,52 +5,33 @@
 //! checks the exit code, the transcript, and that no process carrying the
 //! run's `CRASHER_RUN_ID` survives.
 
-use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
-fn crasher() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_crasher"));
-    c.env_remove("CRASHER_ENV").env("CRASHER_LOG", "warn");
-    c
-}
+use common::{crasher, run_id, saw};
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
 
 /// Timings that make faults frequent enough for a short test.
 const FAST: &str =
     "crash_sink_gap_min=2,crash_sink_gap_max=4,crash_worker_start=1,crash_sink_start=1,\
 ack_progress_period=20,registry_progress_period=5,grow_start=1";
 
-fn run_id(stdout: &str) -> Option<String> {
-    stdout.lines().find_map(|l| {
-        l.strip_prefix("Run ")?
-            .split_whitespace()
-            .next()
-            .map(str::to_owned)
-    })
+fn soak(runs: &Path, args: &[&str]) -> (Output, String) {
+    let mut all = args.to_vec();
+    all.extend(["--keys", "A,B,C", "--timing", FAST]);
+    soak_as_given(runs, &all)
 }
 
-fn soak(runs: &Path, args: &[&str]) -> (Output, String) {
-    let out = crasher()
-        .args(args)
-        .arg("--runs")
-        .arg(runs)
-        .args(["--on-failure", "kill", "--keys", "A,B,C", "--timing", FAST])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let id = run_id(&stdout).unwrap_or_else(|| {
-        panic!(
-            "no run id in:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let left = procs::processes_of_run(&id);
-    assert!(left.is_empty(), "processes of run {id} survived: {left:?}");
+/// Runs a soak with exactly `args` (plus `--runs` and `--on-failure kill`).
+fn soak_as_given(runs: &Path, args: &[&str]) -> (Output, String) {
+    let (out, stdout, _) = common::soak(runs, args);
     (out, stdout)
 }
 
-/// Runs a soak that must hold (exit 0) and returns its stdout.
-fn holds(args: &[&str]) -> String {
+/// Runs a soak that must hold (exit 0) and returns its stdout and the
+/// glyphs of its events ([`common::fault_glyphs`]).
+fn holds(args: &[&str]) -> (String, Vec<String>) {
     let t = tempfile::tempdir().unwrap();
     let (out, stdout) = soak(t.path(), args);
     assert_eq!(
@@ -59,7 +40,8 @@ fn holds(args: &[&str]) -> String {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    stdout
+    let glyphs = common::fault_glyphs(&stdout);
+    (stdout, glyphs)
 }
 
 fn code(o: &Output) -> i32 {
@@ -68,14 +50,16 @@ fn code(o: &Output) -> i32 {
 
 #[test]
 fn crash_worker_and_crash_sink_reach_eof_success() {
-    let stdout = holds(&[
+    // Slow enough that both faults fire and are observed before EOF (a
+    // requested fault never observed makes the verdict unknown).
+    let (stdout, g) = holds(&[
         "2",
         "crash0",
         "crash-sink",
         "--input-bytes",
-        "200000",
+        "100000",
         "--rate",
-        "0",
+        "25000",
         "--duration",
         "120s",
     ]);
@@ -83,11 +67,12 @@ fn crash_worker_and_crash_sink_reach_eof_success() {
         stdout.contains("SANITY LOOP SUCCESS: EOF found!"),
         "{stdout}"
     );
+    assert!(saw(&g, "c0") && saw(&g, "cS"), "{stdout}");
 }
 
 #[test]
 fn four_workers_crash1_grow_holds_for_a_while() {
-    let stdout = holds(&[
+    let (stdout, g) = holds(&[
         "4",
         "crash1",
         "grow",
@@ -98,7 +83,7 @@ fn four_workers_crash1_grow_holds_for_a_while() {
         "--duration",
         "30s",
     ]);
-    assert!(stdout.contains("c1") && stdout.contains("r1"), "{stdout}");
+    assert!(saw(&g, "c1") && saw(&g, "r1"), "{stdout}");
     assert!(stdout.contains("Join worker4."), "{stdout}");
 }
 
@@ -106,7 +91,7 @@ fn four_workers_crash1_grow_holds_for_a_while() {
 /// into a false violation.
 #[test]
 fn grow_and_shrink_with_initializer_crashes_holds() {
-    let stdout = holds(&[
+    let (stdout, g) = holds(&[
         "3",
         "grow-and-shrink",
         "crash0",
@@ -117,7 +102,7 @@ fn grow_and_shrink_with_initializer_crashes_holds() {
         "--duration",
         "30s",
     ]);
-    assert!(stdout.contains("c0") && stdout.contains("r0"), "{stdout}");
+    assert!(saw(&g, "c0") && saw(&g, "r0"), "{stdout}");
     assert!(stdout.contains("Shrink worker"), "{stdout}");
 }
 
@@ -172,6 +157,96 @@ fn injected_ack_before_commit_is_caught() {
     injected("ack-before-commit", &["2", "crash1"], "sanity");
 }
 
+/// Issue 19's reference bug: lines in flight at a sink disconnect are
+/// skipped when the sink comes back, if the worker stays up until its next
+/// commit. With `crash-sink` alone nothing hides it.
+#[test]
+fn injected_lose_on_sink_reconnect_is_caught() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout) = soak_as_given(
+        t.path(),
+        &[
+            "2",
+            "crash-sink",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "400000",
+            "--inject",
+            "lose-on-sink-reconnect",
+            "--duration",
+            "60s",
+        ],
+    );
+    assert_eq!(code(&out), 1, "not caught:\n{stdout}");
+    assert!(
+        stdout.contains("VIOLATION (sanity)") && stdout.contains("missing"),
+        "wrong check:\n{stdout}"
+    );
+}
+
+fn por_original_profile() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../env/passthrough-por-original.toml")
+        .display()
+        .to_string()
+}
+
+/// A sink answering NOTIFY as the original (0 after its restart) catches
+/// a worker that resumes from the sink's point of reference: it resends
+/// from 0 and the sink stops on the duplicate.
+#[test]
+fn original_por_sink_catches_a_worker_trusting_the_por() {
+    let t = tempfile::tempdir().unwrap();
+    let profile = por_original_profile();
+    let (out, stdout) = soak_as_given(
+        t.path(),
+        &[
+            "2",
+            "crash-sink",
+            "--env",
+            &profile,
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "400000",
+            "--inject",
+            "trust-sink-por",
+            "--duration",
+            "60s",
+        ],
+    );
+    assert_eq!(code(&out), 1, "not caught:\n{stdout}");
+    // The sanity loop sees the sink's FATAL line, or the monitor its exit
+    // 66 first (with the same line among the last of its log).
+    assert!(
+        (stdout.contains("VIOLATION (sanity)") || stdout.contains("VIOLATION (process-death)"))
+            && stdout.contains("FATAL duplicate data"),
+        "wrong check:\n{stdout}"
+    );
+}
+
+/// The reference cluster holds against that sink: it resumes from its own
+/// record after sink and worker crashes.
+#[test]
+fn original_por_sink_holds_with_worker_and_sink_crashes() {
+    let profile = por_original_profile();
+    let (stdout, g) = holds(&[
+        "2",
+        "crash1",
+        "crash-sink",
+        "--env",
+        &profile,
+        "--input-bytes",
+        "1000000",
+        "--rate",
+        "100000",
+        "--duration",
+        "30s",
+    ]);
+    assert!(saw(&g, "cS") && saw(&g, "c1"), "{stdout}");
+}
+
 #[test]
 fn injected_stall_after_restart_is_caught() {
     injected(
@@ -182,7 +257,7 @@ fn injected_stall_after_restart_is_caught() {
             "--timing",
             "crash_worker_slow_iterations=2",
         ],
-        "ack-progress",
+        "liveness: ack-progress",
     );
 }
 

@@ -17,6 +17,28 @@ use crate::feed::{self, FeedConfig, DEFAULT_INSTANCE_NAME, DEFAULT_PROGRAM_NAME}
 use crate::log::Logger;
 use crate::receive::{ReceiveConfig, Receiver};
 
+/// Checks that `s` can ever be connected to: `HOST:PORT` (or
+/// `[IPv6]:PORT`) with a non-empty host without spaces and a port from 1
+/// to 65535. A name that does not resolve *yet* is accepted (the feeder
+/// retries); one that can never parse is a usage error at once.
+pub fn parse_target(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(s.to_owned());
+    }
+    let bad = |why: &str| Err(format!("{s:?} is not HOST:PORT ({why})"));
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return bad("no port");
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return bad("the port must be a number from 1 to 65535"),
+    }
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+        return bad("bad host");
+    }
+    Ok(s.to_owned())
+}
+
 /// Arguments of `crasher feed`.
 #[derive(Debug, clap::Args)]
 pub struct FeedArgs {
@@ -24,7 +46,7 @@ pub struct FeedArgs {
     /// name and MESSAGE key, and its SHA-256 prefix the stream id.
     pub file: PathBuf,
     /// The worker's connector source address.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_target)]
     pub target: String,
     /// Payload bytes per second; 0 = unthrottled.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 0)]
@@ -50,7 +72,7 @@ pub struct FeedArgs {
 #[derive(Debug, clap::Args)]
 pub struct BlastArgs {
     /// Where to send.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_target)]
     pub target: String,
     /// The file of fixed-size records (the input file's TCP form).
     #[arg(long)]
@@ -138,4 +160,33 @@ pub fn run_receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
 fn display_opt(p: &Option<PathBuf>) -> String {
     p.as_ref()
         .map_or_else(|| "-".to_owned(), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_that_can_never_connect_are_refused() {
+        for ok in [
+            "127.0.0.1:7100",
+            "[::1]:7100",
+            "localhost:1",
+            "worker-3.example:65535",
+        ] {
+            assert_eq!(parse_target(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "nonsense",
+            "127.0.0.1",
+            ":7100",
+            "host:0",
+            "host:99999",
+            "a b:1",
+            "h:p",
+            "::1:x",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Severity of a log line; printed padded to 8 columns like Python's logging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,32 +98,12 @@ impl Logger {
 
 /// Formats `t` as `YYYY-MM-DD HH:MM:SS,mmm` in UTC.
 pub fn timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{day:02} {:02}:{:02}:{:02},{:03}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard
-/// Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    // `2026-11-23T07:01:02.123Z` → `2026-11-23 07:01:02,123`.
+    humantime::format_rfc3339_millis(t)
+        .to_string()
+        .trim_end_matches('Z')
+        .replacen('T', " ", 1)
+        .replacen('.', ",", 1)
 }
 
 /// Renders bytes as the inside of Python's `b'...'` literal: printable ASCII
@@ -150,7 +130,7 @@ pub fn py_bytes(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {

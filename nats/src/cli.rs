@@ -16,8 +16,7 @@ use crate::conn::{self, block_on_quiet};
 use crate::feed::{self, FeedConfig};
 use crate::sink::{self, SinkConfig};
 
-/// Exit code for usage and environment errors.
-const USAGE: u8 = 2;
+use verdict::USAGE;
 
 /// Arguments of `crasher nats-feed`.
 #[derive(Debug, clap::Args)]

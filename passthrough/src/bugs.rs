@@ -27,7 +27,37 @@ pub enum Bug {
     /// Ack feeders as soon as lines are forwarded, and trust their acked
     /// position on reconnection (loss after a crash).
     AckBeforeCommit,
+    /// On a sink reconnect the owner resumes from an in-memory cursor past
+    /// the lines that were in flight (sent, not committed) at the
+    /// disconnect: it drops as many bytes of whole lines after the reset
+    /// that the sink loss caused (loss). Any later reset rebuilds the
+    /// cursor from the checkpoint, and a restart wipes it, so the loss
+    /// shows only if the worker stays up, with no other rollback, until its
+    /// next commit.
+    LoseOnSinkReconnect,
+    /// Take the sink's NOTIFY_ACK point of reference as the output offset
+    /// to resume from (Wallaroo ignores it): against a sink that answers
+    /// from a per-process table (`crasher sink --por original`), a sink
+    /// restart makes it resend from offset 0 (duplicate).
+    TrustSinkPor,
+    /// The durable state (`coordinator.json`) is written and renamed into
+    /// place but never fsynced, nor its folder: a SIGKILL loses nothing
+    /// (the page cache keeps it), a power loss (`crasher ... power-loss
+    /// --disk lossy`) loses the commit decisions.
+    SkipFsync,
+    /// Split brain: a member whose coordinator goes silent for
+    /// [`PRESUME_AFTER`] while the link to it stays up commits the lines
+    /// it holds on its own, as if it were the cluster. A crash closes the
+    /// link (no presumption) and a rollback leaves nothing pending; only a
+    /// network cut (or a stopped coordinator) leaves it silent with lines
+    /// in hand, which the coordinator then rolls back and replays:
+    /// duplicates.
+    CommitWhenCutOff,
 }
+
+/// How long the coordinator of a member with [`Bug::CommitWhenCutOff`]
+/// may stay silent before the member commits on its own.
+pub const PRESUME_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What an owner does with a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -251,18 +251,7 @@ fn check_addr(s: &str) -> Result<(), String> {
 
 /// Parses an interval like `1s`, `250ms`, `1.5s` or a bare number of seconds.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let (n, scale) = if let Some(ms) = s.strip_suffix("ms") {
-        (ms, 0.001)
-    } else if let Some(sec) = s.strip_suffix('s') {
-        (sec, 1.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not an interval like 1s or 250ms"))?;
-    let d = Duration::try_from_secs_f64(v * scale).map_err(|e| format!("{s:?}: {e}"))?;
+    let d = procs::parse_duration(s)?;
     if d < Duration::from_millis(10) {
         return Err(format!(
             "{s:?}: the checkpoint interval must be at least 10ms"

@@ -7,13 +7,22 @@
 //!   commit of a checkpoint is sent: it is the commit decision.
 //! - `worker.json` (every worker): its name and how many times it started,
 //!   so a restart knows it is one (only the bug switches and the log use
-//!   it). Replaced atomically but not fsync'd: it must survive a SIGKILL,
-//!   which the page cache does, and a restart must not wait for a disk
-//!   busy with the sink's writes.
+//!   it). Written like `coordinator.json`: replaced without fsync, a power
+//!   loss after a later folder fsync left the name durable and the file
+//!   empty, and the worker could not start (found with `--disk lossy`).
+//! - `sink.json` (every worker): this worker's own view of its sink output
+//!   (the offset of its last transaction known committed, and the phase 1
+//!   it sent last, whose outcome the coordinator's `last_txn` decides).
+//!   After a sink reconnect or a restart the worker resumes from it, never
+//!   from the sink's NOTIFY_ACK point of reference. Written like
+//!   `coordinator.json`, before every PHASE1: a power loss must not take it
+//!   back behind a vote the sink holds (the resumed offset would then be
+//!   older than the sink's, a duplicate).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,13 +66,35 @@ fn temp_path(path: &Path) -> (PathBuf, &Path) {
     (dir.join(format!(".{name}.tmp")), dir)
 }
 
+static SKIP_FSYNC: AtomicBool = AtomicBool::new(false);
+
+/// The `skip-fsync` bug switch: from now on [`write_atomic`] neither
+/// fsyncs the file nor its folder (process-wide).
+pub fn set_skip_fsync(on: bool) {
+    SKIP_FSYNC.store(on, Ordering::Relaxed);
+}
+
 /// Writes `bytes` to `path` so that after a crash it holds either the old
 /// or the new content: temp file, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
     let (tmp, dir) = temp_path(path);
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
+    let skip = SKIP_FSYNC.load(Ordering::Relaxed);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        if skip {
+            Ok(())
+        } else {
+            f.sync_all()
+        }
+    });
+    if let Err(e) = written {
+        // A full disk must not leave a half-written temporary behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&tmp)(e));
+    }
+    if skip {
+        return std::fs::rename(&tmp, path).map_err(io(path));
+    }
     std::fs::rename(&tmp, path).map_err(io(path))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -75,7 +106,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
 /// file, rename. Without fsync: a machine crash may lose it.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), DurableError> {
     let (tmp, _) = temp_path(path);
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&tmp)(e));
+    }
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
@@ -160,8 +194,60 @@ impl WorkerState {
             path: path.clone(),
             source,
         })?;
-        write_replace(&path, &json)?;
+        write_atomic(&path, &json)?;
         Ok(st)
+    }
+}
+
+/// A worker's own record of its sink output (`sink.json`).
+///
+/// The sink's committed offset for this worker is `committed`, unless the
+/// coordinator's last committed transaction of this worker is `voting`'s,
+/// in which case it is `voting`'s end ([`SinkState::resolve`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// End offset of the last transaction known committed (0: none).
+    pub committed: u64,
+    /// The last PHASE1 sent whose outcome was not known when it was
+    /// written: its transaction id and end offset.
+    #[serde(default)]
+    pub voting: Option<(String, u64)>,
+    /// WORKERS_LEFT was sent and its arrival not yet confirmed.
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+impl SinkState {
+    /// The file in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("sink.json")
+    }
+
+    /// Loads the record in `dir`, or an empty one if there is none.
+    pub fn load(dir: &Path) -> Result<SinkState, DurableError> {
+        Ok(load(&SinkState::path(dir))?.unwrap_or_default())
+    }
+
+    /// Replaces the record in `dir` durably (see the module doc).
+    pub fn save(&self, dir: &Path) -> Result<(), DurableError> {
+        let path = SinkState::path(dir);
+        let json = serde_json::to_vec(self).map_err(|source| DurableError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomic(&path, &json)
+    }
+
+    /// Settles the pending vote with the coordinator's last committed
+    /// transaction of this worker: committed iff it is `voting`'s. Returns
+    /// the committed output offset.
+    pub fn resolve(&mut self, last_txn: Option<&str>) -> u64 {
+        if let Some((txn, end)) = self.voting.take() {
+            if last_txn == Some(txn.as_str()) {
+                self.committed = end;
+            }
+        }
+        self.committed
     }
 }
 
@@ -198,6 +284,31 @@ mod tests {
         std::fs::write(CoordState::path(d.path()), b"{nope").unwrap();
         let e = CoordState::load(d.path()).unwrap_err().to_string();
         assert!(e.contains("coordinator.json"), "{e}");
+    }
+
+    #[test]
+    fn sink_state_resolves_by_the_last_committed_transaction() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(SinkState::load(d.path()).unwrap(), SinkState::default());
+        let s = SinkState {
+            committed: 100,
+            voting: Some(("T:c_id=2".into(), 250)),
+            leaving: false,
+        };
+        s.save(d.path()).unwrap();
+        assert_eq!(SinkState::load(d.path()).unwrap(), s);
+        let mut aborted = s.clone();
+        assert_eq!(aborted.resolve(Some("T:c_id=1")), 100);
+        assert_eq!(aborted.voting, None);
+        let mut none = s.clone();
+        assert_eq!(none.resolve(None), 100);
+        let mut committed = s.clone();
+        assert_eq!(committed.resolve(Some("T:c_id=2")), 250);
+        // Settled once: a later reset changes nothing.
+        assert_eq!(committed.resolve(Some("T:c_id=9")), 250);
+        std::fs::write(SinkState::path(d.path()), b"[").unwrap();
+        let e = SinkState::load(d.path()).unwrap_err().to_string();
+        assert!(e.contains("sink.json"), "{e}");
     }
 
     #[test]

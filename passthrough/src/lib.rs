@@ -93,7 +93,7 @@ pub fn main_with(args: Args) -> ExitCode {
         .try_init();
     if let Err(e) = args.validate() {
         eprintln!("passthrough: {e}");
-        return ExitCode::from(2);
+        return ExitCode::from(verdict::USAGE);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -103,14 +103,14 @@ pub fn main_with(args: Args) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("passthrough: cannot start the runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(verdict::USAGE);
         }
     };
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("passthrough: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(verdict::USAGE)
         }
     }
 }
@@ -145,6 +145,7 @@ async fn bind(addr: &str, what: &str) -> anyhow::Result<(TcpListener, SocketAddr
 /// Runs one worker until it leaves the cluster (or is killed).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let name = args.worker_name();
+    crate::durable::set_skip_fsync(args.inject == Some(Bug::SkipFsync));
     let ws = WorkerState::start(&args.resilience_dir, &name)
         .with_context(|| format!("resilience dir {}", args.resilience_dir.display()))?;
     let restarted = ws.incarnation > 1;
@@ -242,12 +243,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             uplink_tx.clone(),
         ));
     } else {
+        let sink_rec = durable::SinkState::load(&args.resilience_dir)
+            .with_context(|| format!("resilience dir {}", args.resilience_dir.display()))?;
         tokio::spawn(owner::run(
             SinkConfig {
                 name: name.clone(),
                 addr: args.out.clone(),
                 cookie: args.cookie.clone(),
+                dir: args.resilience_dir.clone(),
             },
+            sink_rec,
             bugs.clone(),
             owner_cmd_rx,
             owner_in_rx,

@@ -9,7 +9,16 @@
 //! committed checkpoint: a pending transaction is committed iff it is the
 //! coordinator's last committed one, uncommitted bytes are cut (a PHASE2
 //! abort, or the sink's own recovery cut on reconnection), and a NOTIFY
-//! round trip tells it the resulting offset.
+//! round trip proves the sink processed it.
+//!
+//! Its output offset comes from its own durable record
+//! ([`crate::durable::SinkState`], written before every PHASE1), settled by
+//! the coordinator's `last_txn`, and from the sink's LIST_UNCOMMITTED
+//! answer (which pending transaction to decide), never from the sink's
+//! NOTIFY_ACK point of reference: Wallaroo ignored it, and the original
+//! sink answers it from a per-process table (0 after its restart). The
+//! point of reference is only compared with the own offset, and a
+//! difference logged.
 //!
 //! It never resolves a pending transaction on its own: only a reset (whose
 //! `last_txn` is authoritative) or a decide does, so a decision still in
@@ -24,8 +33,9 @@ use connector::{Frame, TwoPc, DATA_STREAM};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::bugs::{Bugs, LineAction};
+use crate::bugs::{Bug, Bugs, LineAction};
 use crate::data::Item;
+use crate::durable::SinkState;
 use crate::sinkconn::{self, Connected, SinkConfig, SinkMsg, SinkWriter};
 
 /// What the worker tells its owner.
@@ -60,6 +70,12 @@ pub enum OwnerCmd {
     },
     /// Shrunk away: tell the sink (WORKERS_LEFT), then report `Left`.
     Leave,
+    /// Injected bug `commit-when-cut-off`: commit every line sent to the
+    /// sink but not committed, alone, without the coordinator.
+    CommitAlone {
+        /// Generation.
+        gen: u64,
+    },
 }
 
 /// What the owner tells its worker.
@@ -127,6 +143,16 @@ enum Txn {
     },
 }
 
+/// Volatile state of the `lose-on-sink-reconnect` bug: bytes of lines to
+/// skip after the reset that the sink loss caused.
+struct Skip {
+    /// Bytes still to skip (those in flight at the disconnect).
+    bytes: u64,
+    /// The generation of the first reset after the loss: the skip applies
+    /// in it only; any later reset discards it.
+    gen: Option<u64>,
+}
+
 #[derive(Default)]
 struct Align {
     /// The checkpoint command, if it came: (c, txn, sources).
@@ -170,11 +196,17 @@ struct Owner {
     faulted: Option<u64>,
     rtag: u64,
     lines: u64,
+    /// This worker's durable record of its sink output.
+    rec: SinkState,
+    /// `lose-on-sink-reconnect` only.
+    skip: Option<Skip>,
 }
 
 /// Runs the owner of worker `cfg.name` until its command channel closes.
+/// `rec` is its durable record of its sink output, as loaded at start.
 pub async fn run(
     cfg: SinkConfig,
+    rec: SinkState,
     bugs: Bugs,
     mut cmds: mpsc::UnboundedReceiver<OwnerCmd>,
     mut input: mpsc::Receiver<(Arc<str>, Item)>,
@@ -192,8 +224,8 @@ pub async fn run(
         last_txn: None,
         sink: Sink::Down,
         conn_seq: 0,
-        committed: 0,
-        sent: 0,
+        committed: rec.committed,
+        sent: rec.committed,
         out: BytesMut::with_capacity(CHUNK),
         txn: Txn::None,
         voted: None,
@@ -206,6 +238,8 @@ pub async fn run(
         faulted: None,
         rtag: 0,
         lines: 0,
+        rec,
+        skip: None,
     };
     o.start_connecting();
     loop {
@@ -243,6 +277,17 @@ pub async fn run(
 impl Owner {
     fn emit(&self, ev: OwnerEvent) {
         let _ = self.events.send(ev);
+    }
+
+    /// Writes the durable record; false (logged) if it cannot.
+    fn persist(&self) -> bool {
+        match self.rec.save(&self.cfg.dir) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("cannot record my sink output: {e}");
+                false
+            }
+        }
     }
 
     fn start_connecting(&mut self) {
@@ -285,12 +330,18 @@ impl Owner {
         let conn = self.conn_seq;
         tokio::spawn(sinkconn::pump(conn, c.reader, self.sink_tx.clone()));
         info!(
-            "sink connected: output offset {}, pending {:?}",
-            c.offset, c.pending
+            "sink connected: my committed output offset {}, the sink's point of reference {}, pending {:?}",
+            self.committed, c.offset, c.pending
         );
         self.sink = Sink::Up { conn, w: c.writer };
-        self.committed = c.offset;
-        self.sent = c.offset;
+        if self.bugs.is(Bug::TrustSinkPor) {
+            info!("injected bug: resuming from the sink's point of reference");
+            self.committed = c.offset;
+        }
+        // The sink's recovery cut its output to its last commit, or to a
+        // pending transaction's end, which the reset decides (a commit moves
+        // `committed` there, an abort cuts it back).
+        self.sent = self.committed;
         self.sink_pending = c.pending;
         self.txn = Txn::None;
         self.resyncing = false;
@@ -305,6 +356,12 @@ impl Owner {
         self.txn = Txn::None;
         self.resyncing = false;
         self.need_reset = true;
+        if self.bugs.is(Bug::LoseOnSinkReconnect) && self.sent > self.committed && !self.leaving {
+            self.skip = Some(Skip {
+                bytes: self.sent - self.committed,
+                gen: None,
+            });
+        }
         self.out.clear();
         if self.faulted != Some(self.gen) {
             self.faulted = Some(self.gen);
@@ -313,9 +370,9 @@ impl Owner {
                 why: format!("sink lost: {why}"),
             });
         }
-        if self.leaving {
-            self.emit(OwnerEvent::Left);
-        }
+        // A leaver waits for the sink to come back and delivers its
+        // WORKERS_LEFT then: leaving without it would leave its files in
+        // place while its record says it left.
         self.start_connecting();
     }
 
@@ -345,12 +402,24 @@ impl Owner {
     /// Resolves the sink to the last committed checkpoint if a reset asked
     /// for it and the sink is up; ends with a NOTIFY whose ack completes it.
     async fn maybe_resync(&mut self) {
-        if self.need_reset || self.resyncing || !matches!(self.sink, Sink::Up { .. }) {
+        // A leaver's output is all committed (it is told to leave after its
+        // last PHASE2 was proven): a sink loss needs no reset to resolve it.
+        if (self.need_reset && !self.leaving)
+            || self.resyncing
+            || !matches!(self.sink, Sink::Up { .. })
+        {
             return;
         }
         if self.want_ready.is_none() && !self.leaving {
             return;
         }
+        // My committed output offset: my record, settled by `last_txn`.
+        // Settling needs no rewrite of the file: transaction ids never
+        // repeat (the epoch grows at every coordinator start, checkpoints
+        // within it), so a vote on disk that was aborted can never match a
+        // later `last_txn`, and one that was committed stays committed
+        // until the next PHASE1 rewrites the record.
+        let resolved = self.rec.resolve(self.last_txn.as_deref());
         let mut truncate = self.sent > self.committed;
         match std::mem::replace(&mut self.txn, Txn::None) {
             Txn::Voting { txn, end, .. } => {
@@ -386,6 +455,17 @@ impl Owner {
                 return;
             }
             truncate = false;
+        }
+        if !self.bugs.is(Bug::TrustSinkPor) {
+            if self.committed != resolved {
+                debug!(
+                    "committed output offset {} in memory, {resolved} by my record: using the record",
+                    self.committed
+                );
+            }
+            // Once the PHASE2s and the cut below are processed, the sink
+            // holds exactly the committed output.
+            self.committed = resolved;
         }
         if truncate {
             // Uncommitted, unvoted output: an empty transaction aborted at
@@ -436,6 +516,15 @@ impl Owner {
         match cmd {
             OwnerCmd::Reset { gen, last_txn } => {
                 debug!("reset to generation {gen}; last committed {last_txn:?}");
+                if let Some(skip) = &mut self.skip {
+                    match skip.gen {
+                        None => skip.gen = Some(gen),
+                        Some(_) => {
+                            debug!("injected bug: a later rollback rebuilds the cursor");
+                            self.skip = None;
+                        }
+                    }
+                }
                 self.gen = gen;
                 self.last_txn = last_txn;
                 self.need_reset = false;
@@ -466,6 +555,40 @@ impl Owner {
                 self.try_complete().await;
                 self.replay_held().await;
             }
+            OwnerCmd::CommitAlone { gen } => {
+                let idle = matches!(self.txn, Txn::None | Txn::Probing { .. });
+                if gen != self.gen
+                    || !idle
+                    || self.need_reset
+                    || self.resyncing
+                    || self.sent <= self.committed
+                    || !matches!(self.sink, Sink::Up { .. })
+                {
+                    return;
+                }
+                let txn_id = format!(
+                    "Passthrough-w-{}-alone-{}-{}",
+                    self.cfg.name, self.gen, self.committed
+                );
+                warn!(
+                    "injected bug commit-when-cut-off: committing [{}, {}) alone as {txn_id}",
+                    self.committed, self.sent
+                );
+                let p1 = TwoPc::Phase1 {
+                    txn_id: txn_id.clone(),
+                    where_list: vec![(DATA_STREAM, self.committed, self.sent)],
+                };
+                if self.two_pc(&p1).await
+                    && self
+                        .two_pc(&TwoPc::Phase2 {
+                            txn_id,
+                            commit: true,
+                        })
+                        .await
+                {
+                    self.committed = self.sent;
+                }
+            }
             OwnerCmd::Decide { gen, c } => {
                 if gen != self.gen {
                     return;
@@ -489,6 +612,8 @@ impl Owner {
                             return;
                         }
                         self.committed = end;
+                        // The loss, if any, is committed now.
+                        self.skip = None;
                         self.rtag += 1;
                         self.txn = Txn::Probing { c, rtag: self.rtag };
                         let probe = TwoPc::ListUncommitted { rtag: self.rtag };
@@ -502,9 +627,12 @@ impl Owner {
             OwnerCmd::Leave => {
                 self.leaving = true;
                 self.want_ready = None;
+                self.rec.leaving = true;
+                self.persist();
                 match self.sink {
-                    Sink::Up { .. } if !self.need_reset => self.maybe_resync().await,
-                    _ => self.emit(OwnerEvent::Left),
+                    Sink::Up { .. } => self.maybe_resync().await,
+                    Sink::Down => self.start_connecting(),
+                    Sink::Connecting => {}
                 }
             }
         }
@@ -557,15 +685,32 @@ impl Owner {
                 ..
             } if self.resyncing => {
                 self.resyncing = false;
-                self.committed = point_of_ref;
-                self.sent = point_of_ref;
+                if self.bugs.is(Bug::TrustSinkPor) {
+                    self.committed = point_of_ref;
+                    self.sent = point_of_ref;
+                } else {
+                    self.sent = self.committed;
+                }
+                if point_of_ref != self.committed {
+                    // A cross-check only: the original sink answers from a
+                    // per-process table (0 after its restart).
+                    warn!(
+                        "the sink's point of reference {point_of_ref} differs from my committed output offset {}; resuming from mine",
+                        self.committed
+                    );
+                }
                 if self.leaving {
                     info!("the sink knows I left");
+                    self.rec = SinkState::default();
+                    self.persist();
                     self.emit(OwnerEvent::Left);
                     return;
                 }
                 if let Some(gen) = self.want_ready.take() {
-                    info!("sink resolved for generation {gen}: committed offset {point_of_ref}");
+                    info!(
+                        "sink resolved for generation {gen}: committed offset {}",
+                        self.committed
+                    );
                     self.emit(OwnerEvent::Ready { gen });
                 }
             }
@@ -625,7 +770,11 @@ impl Owner {
     }
 
     fn accept(&mut self, lines: Bytes) {
-        if !self.bugs.any() {
+        let skipping = self
+            .skip
+            .as_ref()
+            .is_some_and(|s| s.gen == Some(self.gen) && s.bytes > 0);
+        if !self.bugs.any() || (self.bugs.is(Bug::LoseOnSinkReconnect) && !skipping) {
             self.out.extend_from_slice(&lines);
             return;
         }
@@ -635,6 +784,19 @@ impl Owner {
             let (line, tail) = rest.split_at(end);
             rest = tail;
             self.lines += 1;
+            if skipping {
+                if let Some(s) = &mut self.skip {
+                    if s.bytes > 0 {
+                        s.bytes = s.bytes.saturating_sub(line.len() as u64);
+                        if s.bytes == 0 {
+                            info!(
+                                "injected bug: skipped the lines in flight at the sink disconnect"
+                            );
+                        }
+                        continue;
+                    }
+                }
+            }
             match self.bugs.on_line(self.lines) {
                 LineAction::Keep => self.out.extend_from_slice(line),
                 LineAction::Drop => info!("injected bug: dropping a line"),
@@ -674,6 +836,17 @@ impl Owner {
         }
         if self.bugs.stalled() {
             debug!("checkpoint {c}: injected stall, not voting");
+            return true;
+        }
+        // The vote is recorded before it can exist at the sink: whatever
+        // the sink lists as pending later, the record can settle it.
+        self.rec = SinkState {
+            committed: self.committed,
+            voting: Some((txn.clone(), self.sent)),
+            leaving: false,
+        };
+        if !self.persist() {
+            warn!("checkpoint {c}: not voting");
             return true;
         }
         let p1 = TwoPc::Phase1 {

@@ -108,7 +108,10 @@ pub struct Connected {
     pub writer: SinkWriter,
     /// Reader half, past the handshake.
     pub reader: FrameReader,
-    /// The sink's output offset for this worker after its recovery cut.
+    /// The point of reference of the sink's NOTIFY_ACK: crasher's sink
+    /// answers its output offset after its recovery cut, the original
+    /// answers from a per-process table (0 after its restart). Only a
+    /// cross-check: the owner resumes from its own record.
     pub offset: u64,
     /// Transactions the sink holds a phase-1 vote for, awaiting PHASE2.
     pub pending: Vec<String>,
@@ -123,6 +126,9 @@ pub struct SinkConfig {
     pub addr: String,
     /// Cookie.
     pub cookie: String,
+    /// The worker's resilience directory, where its own record of its sink
+    /// output lives (`sink.json`, see [`crate::durable::SinkState`]).
+    pub dir: std::path::PathBuf,
 }
 
 /// Connects and handshakes once.

@@ -62,6 +62,9 @@ struct Agent {
     reported: Option<u64>,
     links_retry: Option<Instant>,
     leaving: bool,
+    /// [`Bug::CommitWhenCutOff`]: when this member commits on its own
+    /// unless the coordinator speaks first.
+    presume: Option<Instant>,
 }
 
 /// Runs the agent until the worker leaves the cluster (shrink).
@@ -76,15 +79,39 @@ pub async fn run(p: Parts, mut inp: Inputs) {
         reported: None,
         links_retry: None,
         leaving: false,
+        presume: None,
     };
+    let split_brain = !a.p.initializer && a.p.bugs.is(Bug::CommitWhenCutOff);
     loop {
         let retry_at = a.links_retry;
+        let presume_at = a.presume;
         tokio::select! {
             m = inp.coord.recv() => match m {
-                Some(m) => a.on_coord(m).await,
+                Some(m) => {
+                    if split_brain {
+                        a.presume = Some(Instant::now() + crate::bugs::PRESUME_AFTER);
+                    }
+                    a.on_coord(m).await
+                }
                 None => return,
             },
-            Some(s) = inp.status.recv() => a.on_status(s).await,
+            Some(s) = inp.status.recv() => {
+                if split_brain {
+                    a.presume = (s == LinkStatus::Up)
+                        .then(|| Instant::now() + crate::bugs::PRESUME_AFTER);
+                }
+                a.on_status(s).await
+            }
+            _ = async {
+                match presume_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                a.presume = None;
+                warn!("injected bug commit-when-cut-off: the coordinator is silent; committing what I hold on my own");
+                let _ = a.p.owner.send(OwnerCmd::CommitAlone { gen: a.gen });
+            }
             Some(e) = inp.owner.recv() => {
                 if a.on_owner(e).await {
                     return;

@@ -129,3 +129,36 @@ fn die_randomly_exits_1_within_20_s() {
         .expect("the worker did not die by itself");
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn lose_on_sink_reconnect_is_a_loss() {
+    let mut c = flowing(2, "lose-on-sink-reconnect");
+    c.kill_sink();
+    c.start_sink();
+    let text = complaints(&c);
+    assert!(text.contains("missing"), "{text}");
+}
+
+/// A worker that trusts the sink's NOTIFY_ACK point of reference resends
+/// from 0 after a restart of a sink answering as the original: the sink
+/// sees duplicate data and stops with exit 66.
+#[test]
+fn trust_sink_por_is_a_duplicate_against_the_original_por() {
+    // Long enough (about 25 s of feed) that the sink is killed while data
+    // still flows, however slow a loaded machine is to get going.
+    let mut c = Cluster::new(KEYS, 8 * SOURCE);
+    c.inject = Some("trust-sink-por".into());
+    c.sink_args = vec!["--por".into(), "original".into()];
+    c.start(2);
+    c.feed_all(RATE);
+    c.wait_mid_stream(Duration::from_secs(20));
+    c.kill_sink();
+    c.start_sink();
+    let sink = c.sink.as_mut().unwrap();
+    let status = sink
+        .wait_deadline(Instant::now() + Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("the sink did not stop: {e}; logs in {}", c.root.display()));
+    assert_eq!(status.code(), Some(66), "logs in {}", c.root.display());
+    let log = c.latest_log("sink");
+    assert!(log.contains("FATAL duplicate data"), "{log}");
+}

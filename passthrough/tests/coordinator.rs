@@ -133,10 +133,10 @@ async fn wait_for(
 ) -> usize {
     let deadline = Instant::now() + LIMIT;
     loop {
-        if let Some(i) = log.lock().unwrap()[from..]
+        let found = log.lock().unwrap()[from..]
             .iter()
-            .position(|(n, m)| f(n, m))
-        {
+            .position(|(n, m)| f(n, m));
+        if let Some(i) = found {
             return from + i;
         }
         assert!(

@@ -69,6 +69,22 @@ fn sink_killed_and_restarted() {
     finish(&c);
 }
 
+/// A sink that answers NOTIFY as the original aloc_sink (0 after its
+/// restart): the workers resume from their own record, not from it.
+#[test]
+fn sink_answering_like_the_original_killed_and_restarted() {
+    let mut c = Cluster::new(KEYS, SOURCE);
+    c.sink_args = vec!["--por".into(), "original".into()];
+    c.start(2);
+    c.feed_all(RATE);
+    c.wait_mid_stream(Duration::from_secs(20));
+    c.kill_sink();
+    c.start_sink();
+    c.kill("worker1");
+    c.start_worker("worker1", false);
+    finish(&c);
+}
+
 #[test]
 fn feeder_killed_and_restarted() {
     let mut c = flowing(2);

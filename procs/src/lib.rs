@@ -11,12 +11,34 @@
 //!
 //! [`wait_until`] is the one way to wait for readiness: poll a concrete
 //! condition under a deadline, never sleep a fixed time and hope.
+//!
+//! ## When the harness itself is SIGKILLed
+//!
+//! Nothing can catch SIGKILL, so no drop runs. [`Proc::spawn`] therefore
+//! asks Linux to SIGKILL the child when its parent dies
+//! (`PR_SET_PDEATHSIG`). Linux delivers that signal when the *thread* that
+//! forked the child exits, not the process: a child forked from a tokio
+//! `spawn_blocking` thread (which exits after 10 s idle) would be killed
+//! for no reason. So every such child is forked by one long-lived spawner
+//! thread that lives as long as the process. What remains after a SIGKILL
+//! of the harness: the grandchildren a child started itself in other
+//! process groups or with their own parent-death setting (the signal
+//! reaches the direct child only; children of crasher's own programs are
+//! in the child's group but are not signalled), processes started with
+//! [`Proc::spawn_detachable`] (the low-level commands' detached processes,
+//! by design), and the run's files. A child whose parent died between
+//! `fork` and the `prctl` call notices (its parent pid changed) and does not
+//! start.
+
+pub mod stat;
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -74,7 +96,26 @@ impl Proc {
     /// Starts `cmd` in a new process group, appending its output to `log`.
     ///
     /// `name` is how the harness refers to it in messages (`worker1`, `sink`).
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc, ProcError> {
+    ///
+    /// The child is SIGKILLed by Linux if this process dies without
+    /// stopping it (even by SIGKILL): see the crate doc. A process that must
+    /// outlive this one is started with [`Proc::spawn_detachable`].
+    pub fn spawn(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
+        Proc::spawn_with(name, cmd, log, true)
+    }
+
+    /// Like [`Proc::spawn`], but the child does not die with this process:
+    /// for processes that are handed off with [`Proc::detach`].
+    pub fn spawn_detachable(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
+        Proc::spawn_with(name, cmd, log, false)
+    }
+
+    fn spawn_with(
+        name: &str,
+        mut cmd: Command,
+        log: &Path,
+        die_with_parent: bool,
+    ) -> Result<Proc, ProcError> {
         let out = open_log(log)?;
         let err = out.try_clone().map_err(|source| ProcError::Log {
             path: log.to_owned(),
@@ -84,10 +125,14 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        let child = cmd.spawn().map_err(|source| ProcError::Spawn {
-            program: cmd.get_program().to_string_lossy().into_owned(),
-            source,
-        })?;
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = if die_with_parent {
+            set_parent_death_signal(&mut cmd);
+            spawn_on_spawner(cmd)
+        } else {
+            cmd.spawn()
+        }
+        .map_err(|source| ProcError::Spawn { program, source })?;
         Ok(Proc {
             name: name.to_owned(),
             child,
@@ -201,6 +246,63 @@ impl Drop for Proc {
     }
 }
 
+/// Makes the child of `cmd` receive SIGKILL when its parent thread dies,
+/// and refuse to start if the parent is already gone.
+#[allow(unsafe_code)]
+fn set_parent_death_signal(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it calls prctl(2) and
+    // getppid(2) through nix (plain system calls, no allocation, no locks)
+    // and builds an io::Error from a raw errno, which allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            if nix::unistd::getppid() != parent {
+                // The parent died before the prctl: do not start an orphan.
+                return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// The long-lived thread that forks every child started with
+/// `PR_SET_PDEATHSIG` (the signal follows the forking thread's death).
+static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+
+fn spawn_on_spawner(mut cmd: Command) -> io::Result<Child> {
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("procs-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(tx) = spawner else {
+        return Err(io::Error::other("cannot start the process-spawner thread"));
+    };
+    let (reply, result) = mpsc::channel();
+    if let Err(mpsc::SendError((c, _))) = tx.send((cmd, reply)) {
+        cmd = c;
+        return Err(io::Error::other(format!(
+            "the process-spawner thread is gone; cannot start {:?}",
+            cmd.get_program()
+        )));
+    }
+    result
+        .recv()
+        .unwrap_or_else(|_| Err(io::Error::other("the process-spawner thread is gone")))
+}
+
 /// Renders an exit status the way a person reads it: `exit 0`, `signal 9 (SIGKILL)`.
 pub fn describe_status(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
@@ -224,6 +326,28 @@ fn open_log(path: &Path) -> Result<File, ProcError> {
             path: path.to_owned(),
             source,
         })
+}
+
+/// Parses `250ms`, `30s`, `1.5s`, `5m`, `2h` or a bare number of seconds:
+/// the one duration syntax of crasher's options and of the reference
+/// cluster's.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 250ms, 30s, 5m or 2h"))?;
+    let mult = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(n * mult).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Polls `cond` every few milliseconds until it holds or `deadline` passes.
@@ -258,9 +382,7 @@ pub fn sibling_binary(binary: &str) -> Option<PathBuf> {
 /// `/proc/PID/stat`): with the pid, it identifies a process even after the
 /// pid is reused.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat::stat(pid).map(|s| s.starttime)
 }
 
 /// Whether process `pid` runs with `RUN_ID_VAR=run_id` in its environment.
@@ -284,12 +406,7 @@ pub fn processes_of_run(run_id: &str) -> Vec<u32> {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
+    stat::stat(pid).map_or(true, |s| s.state == 'Z')
 }
 
 #[cfg(test)]
@@ -319,8 +436,7 @@ mod tests {
         // The grandchild got the group's SIGKILL; once init reaps it, it is gone.
         assert!(wait_until(Instant::now() + Duration::from_secs(5), || {
             nix::sys::signal::kill(Pid::from_raw(grandchild), None).is_err()
-                || std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
-                    .is_ok_and(|s| s.contains(") Z "))
+                || stat::stat(grandchild as u32).is_some_and(|s| s.state == 'Z')
         }));
     }
 
@@ -377,6 +493,36 @@ mod tests {
             st,
             nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGKILL, _)
         ));
+    }
+
+    #[test]
+    fn a_child_outlives_the_short_lived_thread_that_started_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut p = std::thread::spawn(move || {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            Proc::spawn("sleep", cmd, &log).unwrap()
+        })
+        .join()
+        .unwrap();
+        // PR_SET_PDEATHSIG follows the forking thread: had this thread
+        // forked it, the child would be SIGKILLed now.
+        assert!(!wait_until(
+            Instant::now() + Duration::from_millis(300),
+            || !p.is_running()
+        ));
+        p.kill().unwrap();
+    }
+
+    #[test]
+    fn a_detachable_child_is_not_tied_to_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut p = Proc::spawn_detachable("sleep", cmd, &dir.path().join("log")).unwrap();
+        assert!(p.is_running());
+        p.kill().unwrap();
     }
 
     #[test]

@@ -166,6 +166,7 @@ fn main() {
                 prefix: prefix.clone(),
                 cookie: DEFAULT_COOKIE.into(),
                 rules: Rules::none(),
+                por: Default::default(),
             },
         ))
         .unwrap();

@@ -11,7 +11,7 @@ use tracing::{info, Dispatch};
 
 use crate::logging::{self, fatal};
 use crate::rules::Rules;
-use crate::server::{Config, Server};
+use crate::server::{Config, PorMode, Server};
 
 /// Arguments of `crasher sink`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,11 @@ pub struct SinkArgs {
     /// Once listening, write the bound address here (atomically).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// NOTIFY_ACK's point of reference: `offset`, the worker's output
+    /// offset after recovery (default), or `original`, as aloc_sink: from a
+    /// per-process table (0 after a sink restart).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "offset")]
+    pub por: PorMode,
 }
 
 thread_local! {
@@ -79,6 +84,7 @@ fn serve(args: SinkArgs, dispatch: &Dispatch) -> anyhow::Result<ExitCode> {
         prefix: args.output.clone(),
         cookie: args.cookie.clone(),
         rules,
+        por: args.por,
     };
     let n_rules = config.rules.rules().len();
     let code = rt.block_on(async {

@@ -24,6 +24,20 @@ pub const EXIT_VIOLATION: u8 = 66;
 /// Exit code of an environment error (a file the sink cannot write).
 pub const EXIT_ENVIRONMENT: u8 = 2;
 
+/// What NOTIFY_ACK (and the EOS ACK) say as the point of reference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PorMode {
+    /// The worker's current output offset (after the sink's recovery cut):
+    /// what the sink really holds.
+    #[default]
+    Offset,
+    /// As the original aloc_sink: the offset this sink process last saw
+    /// for the worker (its last append or abort cut, also on an earlier
+    /// connection), from a per-process table: 0 after a sink restart,
+    /// stale after a recovery cut. A worker must not trust it.
+    Original,
+}
+
 /// What the sink is told at startup.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,6 +47,8 @@ pub struct Config {
     pub cookie: String,
     /// Fault-injection rules (usually none).
     pub rules: Rules,
+    /// How NOTIFY_ACK's point of reference is answered.
+    pub por: PorMode,
 }
 
 /// State shared by every connection of one sink process.
@@ -52,6 +68,8 @@ pub struct Shared {
     next_conn: AtomicU64,
     halted: AtomicBool,
     halt: watch::Sender<Option<u8>>,
+    /// `--por original`: worker name → the offset this process last saw.
+    por_table: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -69,7 +87,23 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             halted: AtomicBool::new(false),
             halt: watch::channel(None).0,
+            por_table: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The offset this process last noted for `worker` (`--por original`).
+    pub fn remembered_por(&self, worker: &str) -> Option<u64> {
+        lock(&self.por_table).get(worker).copied()
+    }
+
+    /// Notes `offset` as the last one seen for `worker`.
+    pub fn remember_por(&self, worker: &str, offset: u64) {
+        lock(&self.por_table).insert(worker.to_owned(), offset);
+    }
+
+    /// Forgets `worker` (it left the cluster).
+    pub fn forget_por(&self, worker: &str) {
+        lock(&self.por_table).remove(worker);
     }
 
     /// A new connection id (for logs and the live registry).

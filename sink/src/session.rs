@@ -30,7 +30,7 @@ use verify::txnlog::Record;
 use crate::logging::{critical, fatal};
 use crate::recovery::{self, Pending};
 use crate::rules::{match_content, Action, Rule};
-use crate::server::{Claim, Shared, EXIT_ENVIRONMENT, EXIT_VIOLATION};
+use crate::server::{Claim, PorMode, Shared, EXIT_ENVIRONMENT, EXIT_VIOLATION};
 use crate::store::{self, StoreError, WorkerFiles};
 
 /// Credits granted in OK; workers ignore them and rely on TCP backpressure.
@@ -115,6 +115,9 @@ struct Attached {
     content_rules: Vec<Rule>,
     /// Action of stream-content rules that fired since the last vote.
     content_action: Option<(Action, usize)>,
+    /// This connection appended or cut output (`--por original`: from then
+    /// on its offset is the one the table holds for the worker).
+    touched: bool,
 }
 
 /// Serves one accepted connection until it ends.
@@ -216,6 +219,9 @@ impl Session {
                 self.shared.halt(EXIT_ENVIRONMENT);
                 return;
             }
+            if w.touched {
+                self.shared.remember_por(&w.name, w.files.offset());
+            }
             // Closes the files, then releases the worker name: before the
             // peer sees the close, so its immediate reconnect is accepted.
             drop(w);
@@ -261,7 +267,7 @@ impl Session {
                     .await
             }
             Frame::Notify { .. } => {
-                let por = self.attached().files.offset();
+                let por = self.por();
                 self.send(&Frame::NotifyAck {
                     success: true,
                     stream_id: DATA_STREAM,
@@ -274,7 +280,7 @@ impl Session {
                     .await
             }
             Frame::Eos { stream_id } => {
-                let por = self.attached().files.offset();
+                let por = self.por();
                 info!("{}: end of stream {stream_id} at {por}", self.who());
                 self.send(&Frame::Ack {
                     credits: 1,
@@ -297,6 +303,24 @@ impl Session {
                 let what = other.name();
                 self.refuse(format!("unexpected {what} frame from a worker"))
                     .await
+            }
+        }
+    }
+
+    /// The point of reference of a NOTIFY_ACK or EOS ACK (see `--por`).
+    fn por(&mut self) -> u64 {
+        let shared = self.shared.clone();
+        let w = self.attached();
+        match shared.config.por {
+            PorMode::Offset => w.files.offset(),
+            PorMode::Original => {
+                let por = if w.touched {
+                    w.files.offset()
+                } else {
+                    shared.remembered_por(&w.name).unwrap_or(0)
+                };
+                shared.remember_por(&w.name, por);
+                por
             }
         }
     }
@@ -376,6 +400,7 @@ impl Session {
         }
         let offset = w.files.offset();
         if m.message_id == offset {
+            w.touched = true;
             return w.files.append(&m.payload).map_err(env_fatal);
         }
         if m.message_id > offset {
@@ -504,6 +529,7 @@ fn attach(shared: &Shared, name: String, claim: Claim) -> Step<Attached> {
         gap_in_txn: false,
         content_rules,
         content_action: None,
+        touched: false,
         name,
     })
 }
@@ -726,6 +752,7 @@ impl Attached {
             if offset != to {
                 self.files.truncate(to).map_err(env_fatal)?;
             }
+            self.touched = true;
             info!("{who}: phase 2 {txn_id}: aborted, output cut from {offset} back to {to}");
         }
         Ok(Out::none())
@@ -749,6 +776,7 @@ impl Attached {
                 Ok(None) => info!("{who}: worker {w} left: no files to rename"),
                 Err(e) => return Err(env_fatal(e)),
             }
+            shared.forget_por(w);
         }
         self.record(Record::WorkersLeft { workers })?;
         Ok(Out::none())

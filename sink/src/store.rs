@@ -41,6 +41,10 @@ pub enum StoreError {
     Txnlog(#[from] TxnlogError),
 }
 
+fn memchr_last_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|&b| b == b'\n')
+}
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         op,
@@ -143,19 +147,21 @@ impl WorkerFiles {
             .create(true)
             .open(&txnlog_path)
             .map_err(io_err("open", &txnlog_path))?;
-        let mut text = String::new();
-        tl.read_to_string(&mut text)
+        // Bytes, not a String: a torn last line may end inside a UTF-8
+        // character, and it is cut off below like any torn line.
+        let mut text = Vec::new();
+        tl.read_to_end(&mut text)
             .map_err(io_err("read", &txnlog_path))?;
         let mut torn_bytes = 0;
-        if !text.is_empty() && !text.ends_with('\n') {
-            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            let keep = memchr_last_newline(&text).map_or(0, |i| i + 1);
             torn_bytes = (text.len() - keep) as u64;
             tl.set_len(keep as u64)
                 .map_err(io_err("truncate", &txnlog_path))?;
             tl.sync_data().map_err(io_err("fsync", &txnlog_path))?;
             text.truncate(keep);
         }
-        let entries = txnlog::parse_all(&text, &txnlog_path)?;
+        let entries = txnlog::parse_all_bytes(&text, &txnlog_path)?;
         let offset = out
             .seek(SeekFrom::End(0))
             .map_err(io_err("read", &data_path))?;
@@ -383,6 +389,43 @@ mod tests {
         drop(o);
         let o = WorkerFiles::open(&prefix, "w").unwrap();
         assert_eq!((o.entries.len(), o.torn_bytes), (2, 0));
+    }
+
+    #[test]
+    fn a_torn_last_line_ending_inside_a_utf8_character_is_cut_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("output");
+        let good = Entry::now(Record::ConnectionClosed).to_line();
+        let mut bytes = format!("{good}\n[1.5, \"2-error\", \"x\", \"caf").into_bytes();
+        bytes.push(0xC3); // the first byte of 'é', the second never written
+        fs::write(txnlog_path(&prefix, "w"), &bytes).unwrap();
+        let o = WorkerFiles::open(&prefix, "w").unwrap();
+        assert_eq!(o.entries.len(), 1);
+        assert_eq!(o.torn_bytes as usize, bytes.len() - good.len() - 1);
+        // `crasher verify` reads the same file the same way.
+        assert_eq!(
+            verify::txnlog::read(&txnlog_path(&prefix, "w"))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_middle_line_that_is_not_utf8_is_malformed_not_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("output");
+        let good = Entry::now(Record::ConnectionClosed).to_line();
+        let mut bytes = good.clone().into_bytes();
+        bytes.extend(b"\n[1.5, \"close\", \"\xff\"]\n");
+        bytes.extend(good.as_bytes());
+        bytes.push(b'\n');
+        fs::write(txnlog_path(&prefix, "w"), &bytes).unwrap();
+        let Err(e) = WorkerFiles::open(&prefix, "w") else {
+            panic!("opened");
+        };
+        assert!(matches!(e, StoreError::Txnlog(_)), "{e}");
+        assert!(e.to_string().contains(":2: not valid UTF-8"), "{e}");
     }
 
     #[test]

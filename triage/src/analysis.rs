@@ -160,7 +160,9 @@ pub struct Triage {
 
 /// The logs to read in `dir`: `logs/*.log`, `logs/*.gz` and the `*.log`
 /// and `*.gz` directly in it, except `run.log`; `.status` files, hidden
-/// files and half-written `.gz.tmp` files are left out.
+/// files and half-written `.gz.tmp` files are left out. A symlink is
+/// listed even when it points nowhere or loops, so it is reported as
+/// damaged instead of skipped silently.
 fn list_logs(dir: &Path) -> Result<Vec<PathBuf>, TriageError> {
     let mut out = Vec::new();
     for d in [dir.join("logs"), dir.to_owned()] {
@@ -176,7 +178,10 @@ fn list_logs(dir: &Path) -> Result<Vec<PathBuf>, TriageError> {
             let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if name.starts_with('.') || (d == dir && name == "run.log") || !p.is_file() {
+            if name.starts_with('.')
+                || (d == dir && name == "run.log")
+                || !(p.is_file() || p.is_symlink())
+            {
                 continue;
             }
             if name.ends_with(".log") || name.ends_with(".gz") {

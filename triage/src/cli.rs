@@ -66,7 +66,7 @@ pub fn run_triage(a: TriageArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("crasher triage: {e}");
-            Ok(ExitCode::from(2))
+            Ok(ExitCode::from(verdict::USAGE))
         }
     }
 }
@@ -86,7 +86,7 @@ pub fn run_runs(a: RunsArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("crasher runs: {e}");
-            Ok(ExitCode::from(2))
+            Ok(ExitCode::from(verdict::USAGE))
         }
     }
 }
@@ -101,7 +101,7 @@ pub fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
                 "crasher report: {e}\n(the report needs the run record; `crasher triage {}` works without it)",
                 a.run_dir.display()
             );
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(verdict::USAGE));
         }
     };
     let t = match triage(&a.run_dir) {
@@ -115,7 +115,7 @@ pub fn run_report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let out = a.output.unwrap_or_else(|| a.run_dir.join("report.html"));
     if let Err(e) = std::fs::write(&out, html) {
         eprintln!("crasher report: cannot write {}: {e}", out.display());
-        return Ok(ExitCode::from(2));
+        return Ok(ExitCode::from(verdict::USAGE));
     }
     print(&format!("{}\n", out.display()));
     Ok(ExitCode::SUCCESS)

@@ -19,6 +19,11 @@ use crate::error::TriageError;
 /// File name of the record in a run directory.
 pub const FILE: &str = "run.json";
 
+/// File name of the run's event log in a run directory: one JSON event per
+/// line, appended as each event happens, so a record whose writer was
+/// killed between two rewrites of [`FILE`] still has every event.
+pub const EVENTS_FILE: &str = "run.events";
+
 /// Schema version written by this crate.
 pub const SCHEMA: u32 = 1;
 
@@ -29,6 +34,59 @@ pub const MAX_POINTS: usize = 2048;
 
 /// Verdict of a run that has not ended.
 pub const RUNNING: &str = "running";
+
+/// Coverage of one fault kind (see the soak's fault schedule).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultCoverage {
+    /// How many fired.
+    #[serde(default)]
+    pub fired: u64,
+    /// How many were followed by new commits on every fed key before the
+    /// next fault.
+    #[serde(default)]
+    pub observed: u64,
+    /// How many started while another fault was in progress or unobserved.
+    #[serde(default)]
+    pub overlapped: u64,
+    /// Seconds from each observed fault's end to the commit that showed it.
+    #[serde(default)]
+    pub recovery_s: Vec<f64>,
+}
+
+impl FaultCoverage {
+    /// `3 fired, 2 observed, 1 overlapped, recovery 0.4/0.9/2.0 s`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} fired, {} observed, {} overlapped",
+            self.fired, self.observed, self.overlapped
+        );
+        if !self.recovery_s.is_empty() {
+            let mut v = self.recovery_s.clone();
+            v.sort_by(f64::total_cmp);
+            s.push_str(&format!(
+                ", recovery {:.1}/{:.1}/{:.1} s (min/median/max)",
+                v[0],
+                v[v.len() / 2],
+                v[v.len() - 1]
+            ));
+        }
+        s
+    }
+}
+
+/// One decision of a fault loop.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Seconds since the start.
+    #[serde(default)]
+    pub t: f64,
+    /// The loop (`crash1`, `crash-sink`, `grow-shrink`...).
+    #[serde(default)]
+    pub source: String,
+    /// What it decided.
+    #[serde(default)]
+    pub what: String,
+}
 
 /// Everything known about one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +136,15 @@ pub struct RunRecord {
     /// Faults injected, by kind (`sink_crashes`, `worker_crashes`...).
     #[serde(default)]
     pub faults: BTreeMap<String, u64>,
+    /// The fault schedule (`isolated`, `overlapping`, `mixed`).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Fault coverage per kind: fired, observed, overlapped, recovery times.
+    #[serde(default)]
+    pub coverage: BTreeMap<String, FaultCoverage>,
+    /// The fault loops' decisions in order, to compare two runs of a seed.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
     /// The harness's timeline.
     #[serde(default)]
     pub events: Vec<Event>,
@@ -111,6 +178,9 @@ impl Default for RunRecord {
             paused: false,
             checks: Vec::new(),
             faults: BTreeMap::new(),
+            schedule: None,
+            coverage: BTreeMap::new(),
+            decisions: Vec::new(),
             events: Vec::new(),
             processes: BTreeMap::new(),
             keys: BTreeMap::new(),
@@ -264,9 +334,12 @@ impl RunRecord {
             .map(Path::to_owned)
             .unwrap_or_default()
             .join(format!(".{name}.{}.tmp", std::process::id()));
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&self.to_json()).map_err(io)?;
-        drop(f);
+        let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(&self.to_json()));
+        if let Err(e) = written {
+            // A full disk must not leave a half-written temporary behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             io(e)
@@ -274,23 +347,75 @@ impl RunRecord {
     }
 
     /// Reads a record, naming the file and the line and column of bad JSON.
+    ///
+    /// The event log beside it ([`EVENTS_FILE`]) is written as events
+    /// happen, `run.json` only every few seconds: when the log holds more
+    /// events (the supervisor was killed between two rewrites), its events
+    /// replace the record's.
     pub fn read(path: &Path) -> Result<RunRecord, TriageError> {
         let text = std::fs::read(path).map_err(|source| TriageError::Io {
             path: path.to_owned(),
             source,
         })?;
-        serde_json::from_slice(&text).map_err(|e| TriageError::BadRecord {
-            path: path.to_owned(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })
+        let mut rec: RunRecord =
+            serde_json::from_slice(&text).map_err(|e| TriageError::BadRecord {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?;
+        let log = path.with_file_name(EVENTS_FILE);
+        if let Ok(events) = read_events(&log) {
+            if events.len() > rec.events.len() {
+                rec.events = events;
+            }
+        }
+        Ok(rec)
     }
+}
+
+/// Reads an event log ([`EVENTS_FILE`]): one JSON event per line. A line
+/// that is not a whole event (the torn last line of a killed writer, or
+/// damage) is skipped; the others are kept in order.
+pub fn read_events(path: &Path) -> Result<Vec<Event>, TriageError> {
+    let text = std::fs::read(path).map_err(|source| TriageError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Event>(line).ok())
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_log_fills_in_what_a_killed_writer_never_rewrote() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = RunRecord {
+            events: vec![Event {
+                t: 0.1,
+                kind: "message".into(),
+                text: "Run x".into(),
+            }],
+            ..RunRecord::default()
+        };
+        rec.write_atomic(&t.path().join(FILE)).unwrap();
+        std::fs::write(
+            t.path().join(EVENTS_FILE),
+            "{\"t\":0.1,\"kind\":\"message\",\"text\":\"Run x\"}\n\
+             {\"t\":2.0,\"kind\":\"crash\",\"text\":\"cfA\"}\n\
+             {\"t\":2.5,\"kind\":\"restart\",\"text\":\"rfA\"}\n\
+             {\"t\":3.0,\"kind\":\"cra",
+        )
+        .unwrap();
+        let got = RunRecord::read(&t.path().join(FILE)).unwrap();
+        let kinds: Vec<&str> = got.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["message", "crash", "restart"]);
+    }
 
     #[test]
     fn thinning_keeps_both_ends_and_bounds_the_length() {

@@ -466,6 +466,20 @@ pub fn render(rec: &RunRecord, triage: Option<&Triage>) -> String {
             .collect();
         fact("faults injected", esc(&f.join(", ")));
     }
+    if !rec.coverage.is_empty() {
+        let rows: Vec<String> = rec
+            .coverage
+            .iter()
+            .map(|(k, c)| format!("<b>{}</b>: {}", esc(k), esc(&c.describe())))
+            .collect();
+        fact(
+            &format!(
+                "fault coverage ({} schedule)",
+                rec.schedule.as_deref().unwrap_or("?")
+            ),
+            rows.join("<br>"),
+        );
+    }
     let committed: u64 = rec
         .keys
         .values()
@@ -698,6 +712,31 @@ mod tests {
         assert_eq!(
             esc("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn fault_coverage_is_shown_per_kind() {
+        let mut rec = RunRecord {
+            schedule: Some("isolated".into()),
+            ..RunRecord::default()
+        };
+        rec.coverage.insert(
+            "crash1".into(),
+            crate::record::FaultCoverage {
+                fired: 3,
+                observed: 2,
+                overlapped: 1,
+                recovery_s: vec![2.0, 0.5, 1.0],
+            },
+        );
+        let html = render(&rec, None);
+        assert!(
+            html.contains("fault coverage (isolated schedule)")
+                && html.contains(
+                    "<b>crash1</b>: 3 fired, 2 observed, 1 overlapped, recovery 0.5/1.0/2.0 s"
+                ),
+            "{html}"
         );
     }
 }

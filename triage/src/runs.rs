@@ -37,7 +37,9 @@ pub struct RunRow {
 fn row_of(dir: &Path) -> Option<RunRow> {
     let id = dir.file_name()?.to_string_lossy().into_owned();
     let rec_path = dir.join(record::FILE);
-    if rec_path.is_file() {
+    // Anything named run.json (a directory, a dangling symlink...) makes
+    // this a run, reported as a bad record rather than left out.
+    if rec_path.symlink_metadata().is_ok() {
         return Some(match RunRecord::read(&rec_path) {
             Ok(r) => {
                 let mut verdict = r.verdict.clone();
@@ -109,8 +111,15 @@ fn start_of_id(id: &str) -> Option<f64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    let days = crate::time::days_from_civil(i64::from(y), mo, d);
-    Some((days * 86_400 + i64::from(h * 3600 + mi * 60 + sec)) as f64)
+    let t = crate::time::unix_of_civil(
+        i64::from(y),
+        i64::from(mo),
+        i64::from(d),
+        i64::from(h),
+        i64::from(mi),
+        i64::from(sec),
+    )?;
+    Some(t as f64)
 }
 
 /// Every run under `runs` (directories with a `run.json` or a `run.log`),

@@ -5,25 +5,21 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use procs::stat;
 
 use crate::record::ProcSample;
 
-/// Clock ticks per second of `/proc/<pid>/stat` times (Linux's `USER_HZ`,
-/// 100 on every architecture crasher runs on).
-const USER_HZ: f64 = 100.0;
-
 /// Samples given processes. Cheap enough to call every 2 s: it reads only
-/// the `/proc` entries of the pids asked for, never the whole process table.
-///
-/// Memory comes from sysinfo. CPU does not: sysinfo 0.32 computes a
-/// process's CPU use only when the whole process table is refreshed, so
-/// the sampler reads the pid's user and system time from
-/// `/proc/<pid>/stat` itself and divides the difference by the wall time.
+/// `/proc/<pid>/stat` of the pids asked for, never the whole process table.
+/// CPU is the difference of user plus system time between two samples
+/// over the wall time between them; memory is the resident set.
 pub struct Sampler {
-    sys: System,
     /// CPU ticks and when they were read, by pid.
     ticks: HashMap<u32, (u64, Instant)>,
+    /// Clock ticks per second of the stat times (read from the system).
+    hz: f64,
+    /// Bytes per page of the resident set.
+    page: u64,
 }
 
 impl Default for Sampler {
@@ -32,25 +28,14 @@ impl Default for Sampler {
     }
 }
 
-/// User plus system time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is the
-    // 3rd field of the whole line, utime the 14th and stime the 15th.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut f = rest.split_whitespace().skip(11);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
 impl Sampler {
     /// A sampler with nothing measured yet (the first sample of a pid
     /// reports 0 % CPU: usage is a difference between two samples).
     pub fn new() -> Sampler {
         Sampler {
-            sys: System::new(),
             ticks: HashMap::new(),
+            hz: stat::ticks_per_second() as f64,
+            page: stat::page_size(),
         }
     }
 
@@ -61,24 +46,18 @@ impl Sampler {
         R: AsRef<str>,
         N: AsRef<str>,
     {
-        let pids: Vec<Pid> = procs.iter().map(|p| Pid::from_u32(p.2)).collect();
-        self.sys.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&pids),
-            true,
-            ProcessRefreshKind::new().with_memory(),
-        );
         let now = Instant::now();
         let mut seen = HashMap::with_capacity(procs.len());
         let out = procs
             .iter()
             .filter_map(|(role, name, pid)| {
-                let p = self.sys.process(Pid::from_u32(*pid))?;
-                let ticks = cpu_ticks(*pid)?;
+                let st = stat::stat(*pid).filter(|s| !s.dead())?;
+                let ticks = st.utime + st.stime;
                 let cpu = match self.ticks.get(pid) {
                     Some((before, at)) if ticks >= *before => {
                         let dt = now.duration_since(*at).as_secs_f64();
                         if dt > 0.0 {
-                            ((ticks - before) as f64 / USER_HZ / dt * 100.0) as f32
+                            ((ticks - before) as f64 / self.hz / dt * 100.0) as f32
                         } else {
                             0.0
                         }
@@ -91,7 +70,7 @@ impl Sampler {
                     name: name.as_ref().to_owned(),
                     pid: *pid,
                     cpu_percent: cpu,
-                    memory_bytes: p.memory(),
+                    memory_bytes: st.rss_pages * self.page,
                 })
             })
             .collect();

@@ -22,6 +22,13 @@ use crate::timeline::FaultWindows;
 
 /// Decompressed bytes handled at a time.
 const CHUNK: usize = 1 << 20;
+/// Bytes a chunk that ends inside a line shares with the next chunk: one
+/// less than the longest alarm word, so a word split by the boundary is
+/// whole in the next chunk and a word wholly in the overlap is not counted
+/// twice.
+const OVERLAP: usize = 15;
+/// Linux's errno for "too many levels of symbolic links".
+const ELOOP: i32 = 40;
 /// Longest example line kept, in bytes.
 const EXAMPLE_LEN: usize = 400;
 /// How many lines back an untimed line looks for a timestamp.
@@ -225,6 +232,13 @@ struct Scanner<'a> {
     carried_time: Option<f64>,
     pending: Option<PendingPanic>,
     starts: Vec<usize>,
+    /// Bytes at the start of the current chunk already searched with the
+    /// previous chunk (the tail of a line longer than a chunk, kept so an
+    /// alarm word split by the chunk boundary is still found once).
+    skip: usize,
+    /// The line number last recorded, so a line longer than a chunk whose
+    /// pieces each hold an alarm word counts once.
+    last_recorded: u64,
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -260,6 +274,10 @@ fn classify(line: &str) -> Option<(Kind, String)> {
 
 impl Scanner<'_> {
     fn record(&mut self, kind: Kind, sig: String, line: u64, time: Option<f64>, text: String) {
+        if line == self.last_recorded {
+            return;
+        }
+        self.last_recorded = line;
         let display = &self.out.display;
         let in_window = u64::from(time.is_some_and(|t| self.windows.contains(t)));
         self.out
@@ -312,8 +330,10 @@ impl Scanner<'_> {
     }
 
     /// Handles a chunk of whole lines (the last one may lack its newline
-    /// only at the end of the file).
-    fn chunk(&mut self, chunk: &[u8]) {
+    /// at the end of the file, or when `mid_line`: a line longer than a
+    /// chunk goes on in the next one, which starts with this chunk's last
+    /// [`OVERLAP`] bytes).
+    fn chunk(&mut self, chunk: &[u8], mid_line: bool) {
         if self.pending.is_some() {
             let end = memchr::memchr(b'\n', chunk).unwrap_or(chunk.len());
             self.finish_pending(&chunk[..end]);
@@ -321,8 +341,14 @@ impl Scanner<'_> {
         self.starts.clear();
         for f in &self.needles.finders {
             let mut from = 0;
+            let len = f.needle().len();
             while let Some(i) = f.find(&chunk[from..]) {
                 let at = from + i;
+                if at + len <= self.skip {
+                    // Wholly in the overlap: found with the previous chunk.
+                    from = at + 1;
+                    continue;
+                }
                 let start = memchr::memrchr(b'\n', &chunk[..at]).map_or(0, |j| j + 1);
                 self.starts.push(start);
                 from = memchr::memchr(b'\n', &chunk[at..]).map_or(chunk.len(), |j| at + j + 1);
@@ -367,9 +393,10 @@ impl Scanner<'_> {
         }
         self.starts = starts;
         let newlines = memchr::memchr_iter(b'\n', chunk).count() as u64;
-        let unterminated = u64::from(!chunk.is_empty() && chunk[chunk.len() - 1] != b'\n');
+        let unterminated =
+            u64::from(!mid_line && !chunk.is_empty() && chunk[chunk.len() - 1] != b'\n');
         self.out.lines += newlines + unterminated;
-        self.out.bytes += chunk.len() as u64;
+        self.out.bytes += (chunk.len() - self.skip.min(chunk.len())) as u64;
         // Remember the newest time for untimed lines of the next chunk.
         if !chunk.is_empty() {
             let last = chunk.len() - 1;
@@ -440,11 +467,22 @@ pub fn scan_file(
         carried_time: None,
         pending: None,
         starts: Vec::new(),
+        skip: 0,
+        last_recorded: 0,
     };
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            s.out.damaged = Some(format!("cannot open: {e}"));
+            let why = match std::fs::read_link(path) {
+                Ok(target) if e.raw_os_error() == Some(ELOOP) => {
+                    format!("a symlink loop (-> {})", target.display())
+                }
+                Ok(target) if e.kind() == io::ErrorKind::NotFound => {
+                    format!("a symlink that points nowhere (-> {})", target.display())
+                }
+                _ => format!("cannot open: {e}"),
+            };
+            s.out.damaged = Some(why);
             return s.out;
         }
     };
@@ -463,15 +501,21 @@ pub fn scan_file(
         let (n, err) = fill(&mut reader, &mut buf[held..]);
         let filled = held + n;
         let at_end = err.is_some() || filled < buf.len();
-        let upto = if at_end {
-            filled
-        } else {
-            // Whole lines only; a line longer than the buffer is split.
-            memchr::memrchr(b'\n', &buf[..filled]).map_or(filled, |i| i + 1)
+        let newline = memchr::memrchr(b'\n', &buf[..filled]);
+        let mid_line = !at_end && newline.is_none();
+        let upto = match newline {
+            _ if at_end => filled,
+            // Whole lines only.
+            Some(i) => i + 1,
+            // A line longer than the buffer: handled in pieces that
+            // overlap by OVERLAP bytes.
+            None => filled,
         };
-        s.chunk(&buf[..upto]);
-        buf.copy_within(upto..filled, 0);
-        held = filled - upto;
+        s.chunk(&buf[..upto], mid_line);
+        let keep_from = if mid_line { upto - OVERLAP } else { upto };
+        buf.copy_within(keep_from..filled, 0);
+        held = filled - keep_from;
+        s.skip = if mid_line { OVERLAP } else { 0 };
         if let Some(e) = err {
             if gzipped
                 && filled == 0
@@ -497,6 +541,69 @@ pub fn scan_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn alarm_words_in_lines_longer_than_a_chunk_are_found_on_their_line() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("w.log");
+        // The word straddles the first chunk boundary; a second long line
+        // holds one after a 2 MB prefix and another alarm word later.
+        let mut text = Vec::new();
+        text.extend(std::iter::repeat(b'x').take(CHUNK - 2));
+        text.extend(b"FATAL boom");
+        text.extend(std::iter::repeat(b'y').take(3_000_000));
+        text.extend(b"\nshort line\n");
+        text.extend(std::iter::repeat(b'z').take(2_000_000));
+        text.extend(b" ERROR later ");
+        text.extend(std::iter::repeat(b'z').take(CHUNK));
+        text.extend(b" ERROR again on the same line\nlast");
+        std::fs::write(&p, &text).unwrap();
+        let s = scan_file(&p, "w.log", &Needles::default(), &FaultWindows::default());
+        assert_eq!(s.damaged, None);
+        assert_eq!(s.lines, 4);
+        assert_eq!(s.bytes, text.len() as u64);
+        let lines: BTreeMap<u64, Kind> = s
+            .signatures
+            .values()
+            .map(|o| (o.example.line, o.kind))
+            .collect();
+        assert_eq!(
+            lines,
+            BTreeMap::from([(1, Kind::Fatal), (3, Kind::Error)]),
+            "{:?}",
+            s.signatures
+                .keys()
+                .map(|k| &k[..k.len().min(40)])
+                .collect::<Vec<_>>()
+        );
+        let total: u64 = s.signatures.values().map(|o| o.count).sum();
+        assert_eq!(total, 2);
+    }
+
+    #[test]
+    fn dangling_and_looping_symlinks_are_damaged_not_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let logs = t.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("sink.log"), "ERROR real\n").unwrap();
+        std::os::unix::fs::symlink("nowhere.log", logs.join("worker1.log")).unwrap();
+        std::os::unix::fs::symlink("worker2.log", logs.join("worker2.log")).unwrap();
+        let tr = crate::analysis::triage(t.path()).unwrap();
+        let damaged: BTreeMap<&str, &str> = tr
+            .files
+            .iter()
+            .filter_map(|f| Some((f.file.as_str(), f.damaged.as_deref()?)))
+            .collect();
+        assert!(
+            damaged["logs/worker1.log"].contains("points nowhere"),
+            "{damaged:?}"
+        );
+        assert!(damaged["logs/worker2.log"].contains("loop"), "{damaged:?}");
+        assert!(!damaged.contains_key("logs/sink.log"));
+        let text = crate::text::render(&tr);
+        assert!(text.contains("DAMAGED logs/worker1.log"), "{text}");
+    }
 
     #[test]
     fn process_names_come_from_file_names() {

@@ -61,8 +61,7 @@ pub fn parse_prefix(s: &[u8]) -> Option<(f64, usize)> {
         }
         _ => {}
     }
-    let days = days_from_civil(year, month as u32, day as u32);
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
+    let secs = unix_of_civil(year, month, day, hour, min, sec)? - offset;
     Some((secs as f64 + frac, at))
 }
 
@@ -72,43 +71,24 @@ pub fn line_time(line: &[u8]) -> Option<f64> {
     parse_prefix(s).map(|(t, _)| t)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Year, month and day of a number of days since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// Unix seconds of a UTC date and time, or `None` if there is no such
+/// date (February 30th...). The calendar is humantime's.
+pub fn unix_of_civil(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{:02}Z", s.min(59));
+    let t = humantime::parse_rfc3339(&text).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+    // A leap second (`:60`) counts as the second after `:59`.
+    Some(secs + (s - s.min(59)))
 }
 
 /// `2026-11-23 07:01:02.123` (UTC) for unix seconds.
 pub fn format_utc(t: f64) -> String {
-    let ms = (t * 1000.0).round() as i64;
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis((t.max(0.0) * 1000.0).round() as u64);
+    humantime::format_rfc3339_millis(at)
+        .to_string()
+        .trim_end_matches('Z')
+        .replacen('T', " ", 1)
 }
 
 /// Unix seconds now.
@@ -125,7 +105,7 @@ mod tests {
 
     #[test]
     fn every_format_the_run_writes_parses() {
-        let base = days_from_civil(2026, 11, 23) as f64 * 86_400.0 + 7.0 * 3600.0 + 62.0;
+        let base = unix_of_civil(2026, 11, 23, 7, 1, 2).unwrap() as f64;
         let cases: [(&[u8], f64); 6] = [
             (b"2026-11-23T07:01:02.123456Z  INFO x", base + 0.123456),
             (b"2026-11-23T07:01:02Z FATAL x", base),
@@ -153,10 +133,9 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        for z in [-1000, 0, 11_016, 20_415, 40_000] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
+        assert_eq!(unix_of_civil(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(unix_of_civil(2000, 2, 29, 0, 0, 0), Some(951_782_400));
+        assert_eq!(unix_of_civil(2001, 2, 29, 0, 0, 0), None);
         assert_eq!(format_utc(0.0), "1970-01-01 00:00:00.000");
         assert_eq!(format_utc(1_700_000_000.25), "2023-11-14 22:13:20.250");
     }

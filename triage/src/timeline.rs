@@ -16,8 +16,31 @@ use serde::Serialize;
 
 use crate::record::RunRecord;
 
-/// Event kinds that are faults the harness caused.
-pub const FAULT_KINDS: [&str; 6] = ["crash", "restart", "join", "shrink", "pause", "resume"];
+/// Event kinds that are faults the harness caused (the `net-*` ones are
+/// the network faults of a `--network lab` run, see docs/network.md).
+pub const FAULT_KINDS: [&str; 15] = [
+    "crash",
+    "restart",
+    "join",
+    "shrink",
+    "pause",
+    "resume",
+    "power-loss",
+    "corrupt",
+    "truncate",
+    "net-partition",
+    "net-isolate",
+    "net-one-way",
+    "net-bridge",
+    "net-flaky",
+    "net-heal",
+];
+
+/// Fault kinds that take a process down until its `restart` (disk faults
+/// included: `PLn`, `PLA`, `Xn`, `Tn`; see docs/disk.md).
+fn takes_down(kind: &str) -> bool {
+    matches!(kind, "crash" | "power-loss" | "corrupt" | "truncate")
+}
 
 /// One event of the harness, placed in time as well as known.
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +121,7 @@ pub struct RunLogFacts {
 
 fn glyph_token() -> Regex {
     Regex::new(
-        r"^(?:,|:s|:f|:c\d+|\{AP\}|\{RP\}|cS|rS|cf[A-Za-z0-9]|rf[A-Za-z0-9]|c\d+|r\d+|s\d+|p\d+|u\d+|Join (?:initializer|worker\d+)(?: again|\.)|Shrink (?:initializer|worker\d+))",
+        r"^(?:,|:s|:f|:c\d+|:PL|:X|:T|PL\d+|PLA|X\d+|T\d+|rA|\{AP\}|\{RP\}|cS|rS|cf[A-Za-z0-9]|rf[A-Za-z0-9]|c\d+|r\d+|s\d+|p\d+|u\d+|Join (?:initializer|worker\d+)(?: again|\.)|Shrink (?:initializer|worker\d+))",
     )
     .expect("static regex")
 }
@@ -108,6 +131,10 @@ fn glyph_kind(tok: &str) -> &'static str {
     match b.first() {
         _ if tok.starts_with("Join") => "join",
         _ if tok.starts_with("Shrink") => "shrink",
+        _ if tok.starts_with(':') => "glyph",
+        _ if tok.starts_with("PL") => "power-loss",
+        Some(b'X') => "corrupt",
+        Some(b'T') => "truncate",
         Some(b'c') => "crash",
         Some(b'r' | b's') => "restart",
         Some(b'p') => "pause",
@@ -146,7 +173,13 @@ pub fn subject(kind: &str, text: &str) -> Option<String> {
     if !FAULT_KINDS.contains(&kind) {
         return None;
     }
-    let body = text.get(1..)?;
+    if kind.starts_with("net-") {
+        return Some("network".to_owned());
+    }
+    if text == "PLA" || text == "rA" {
+        return Some("all workers".to_owned());
+    }
+    let body = text.strip_prefix("PL").unwrap_or(text.get(1..)?);
     if body == "S" {
         return Some("sink".to_owned());
     }
@@ -318,15 +351,15 @@ impl Timeline {
                 continue;
             };
             match e.kind.as_str() {
-                "crash" => {
+                k if takes_down(k) => {
                     if let Some(t0) = open.insert((who, true), at) {
                         spans.push((t0, t0 + FAULT_WINDOW));
                     }
                 }
-                "pause" => {
+                k if k == "pause" || (k.starts_with("net-") && k != "net-heal") => {
                     open.insert((who, false), at);
                 }
-                "restart" | "resume" => {
+                "restart" | "resume" | "net-heal" => {
                     let t0 = open.remove(&(who, e.kind == "restart")).unwrap_or(at);
                     spans.push((t0, at + FAULT_WINDOW));
                 }
@@ -366,6 +399,35 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_faults_are_faults_of_the_network_lane() {
+        assert_eq!(
+            subject("net-partition", "{P:0,2|1}").as_deref(),
+            Some("network")
+        );
+        assert_eq!(subject("net-heal", "{H}").as_deref(), Some("network"));
+        let ev = |kind: &str, text: &str, at: f64| HarnessEvent {
+            kind: kind.into(),
+            text: text.into(),
+            at: Some(at),
+            approx: false,
+            not_after: None,
+            line: 1,
+        };
+        let t = Timeline {
+            source: Source::RunJson,
+            start: Some(0.0),
+            end: Some(100.0),
+            events: vec![
+                ev("net-isolate", "{I:1}", 10.0),
+                ev("net-heal", "{H}", 14.0),
+            ],
+        };
+        let w = t.fault_windows();
+        assert!(w.contains(12.0) && w.contains(18.5) && !w.contains(30.0));
+        assert_eq!(t.fault_before(20.0).map(|e| e.text.as_str()), Some("{H}"));
+    }
 
     const LOG: &str = "Run 20260101-000000-abcd in /tmp/x\n\
 Seed: 42 (replay the fault schedule with --seed 42); profile: passthrough (builtin:passthrough)\n\
@@ -409,6 +471,35 @@ End time: 1700000060000\n";
         assert_eq!(subject("crash", "c0"), Some("initializer".into()));
         assert_eq!(subject("crash", "cfA"), Some("feeder.A".into()));
         assert_eq!(subject("restart", "rS"), Some("sink".into()));
+    }
+
+    #[test]
+    fn disk_fault_glyphs_are_faults() {
+        let log = "Start time: 1700000000000\n,PL1:PL,r1PLA\n,rA,X0\nr0T2:X:T\nr2,\nEnd time: 1700000060000\n";
+        let (events, ..) = parse_run_log(log);
+        let got: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| FAULT_KINDS.contains(&e.kind.as_str()))
+            .map(|e| (e.kind.as_str(), e.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("power-loss", "PL1"),
+                ("restart", "r1"),
+                ("power-loss", "PLA"),
+                ("restart", "rA"),
+                ("corrupt", "X0"),
+                ("restart", "r0"),
+                ("truncate", "T2"),
+                ("restart", "r2"),
+            ]
+        );
+        assert_eq!(subject("power-loss", "PL1"), Some("worker1".into()));
+        assert_eq!(subject("power-loss", "PLA"), Some("all workers".into()));
+        assert_eq!(subject("restart", "rA"), Some("all workers".into()));
+        assert_eq!(subject("corrupt", "X0"), Some("initializer".into()));
+        assert_eq!(subject("truncate", "T2"), Some("worker2".into()));
     }
 
     #[test]

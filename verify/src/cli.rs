@@ -12,12 +12,7 @@ use crate::input::{
     DEFAULT_KEYS, DEFAULT_SOURCE_BYTES,
 };
 
-/// Exit code: the property holds.
-const HOLDS: u8 = 0;
-/// Exit code: a violation was found.
-const VIOLATION: u8 = 1;
-/// Exit code: usage or environment error.
-const USAGE: u8 = 2;
+use verdict::{HOLDS, USAGE, VIOLATION};
 
 /// Parses a routing key: one ASCII letter or digit.
 fn parse_key(s: &str) -> Result<u8, String> {

@@ -24,11 +24,11 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::VerifyError;
-use crate::txnlog::{Entry, Record, TxnlogError};
+use crate::txnlog::{Entry, Format, Record, TxnlogError};
 
 /// One `2-ok` record: output up to `end` of a data file is committed.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,8 @@ struct Followed {
     log_offset: u64,
     /// Lines consumed.
     log_lines: usize,
+    /// The txnlog's format, decided by its first complete line.
+    format: Option<Format>,
     /// Open data file, once needed.
     data: Option<File>,
     /// End of the last commit applied.
@@ -116,6 +118,38 @@ impl Followed {
     fn data_path(&self) -> PathBuf {
         self.path.with_extension("")
     }
+}
+
+/// Why a file that should be a regular file cannot be read as one.
+fn not_regular(meta: &fs::Metadata) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    io::Error::other(format!("{what}, not a regular file"))
+}
+
+/// Opens a file for reading without blocking (a FIFO would block `open`
+/// until a writer appears) and insists that it is a regular file.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    Ok(f)
 }
 
 /// Listings tried before accepting that a listed txnlog vanished.
@@ -265,7 +299,13 @@ impl CommittedStream {
                 Err(source) => return Err(TxnlogError::Io { path, source }.into()),
             };
             if !meta.is_file() {
-                continue;
+                // A directory, FIFO or device is not a txnlog anyone can
+                // read: say so (exit 2) instead of verifying without it.
+                return Err(TxnlogError::Io {
+                    path,
+                    source: not_regular(&meta),
+                }
+                .into());
             }
             let name = name.to_string_lossy().into_owned();
             if let Some(&i) = self.by_id.get(&(meta.dev(), meta.ino())) {
@@ -280,7 +320,7 @@ impl CommittedStream {
                 // Shorter than what was read: not the file we followed (its
                 // inode was reused). Follow it as a new file.
             }
-            let log = match File::open(&path) {
+            let log = match open_regular(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     stable = false;
@@ -301,6 +341,7 @@ impl CommittedStream {
                 log,
                 log_offset: 0,
                 log_lines: 0,
+                format: None,
                 data: None,
                 last_end: 0,
                 pending: Vec::new(),
@@ -316,7 +357,7 @@ impl CommittedStream {
     fn open_data(&mut self, i: usize) -> Result<Option<File>, VerifyError> {
         for attempt in 0..2 {
             let path = self.files[i].data_path();
-            match File::open(&path) {
+            match open_regular(&path) {
                 Ok(d) => return Ok(Some(d)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if attempt == 0 {
@@ -367,7 +408,13 @@ impl CommittedStream {
             let lineno = f.log_lines + 1;
             let parsed = std::str::from_utf8(line)
                 .map_err(|_| "not UTF-8".to_owned())
-                .and_then(Entry::parse);
+                .and_then(|l| {
+                    let format = f.format.unwrap_or_else(|| Format::detect(l));
+                    if complete {
+                        f.format = Some(format);
+                    }
+                    Entry::parse_as(l, format)
+                });
             let entry = match parsed {
                 Ok(e) => e,
                 Err(_) if !complete => break,
@@ -556,6 +603,42 @@ mod tests {
         assert!(missing.is_none());
         let (a, _) = committed_output(p, Some(b'A')).unwrap();
         assert_eq!(a, b"A1\nA2\nA3\n");
+    }
+
+    /// A sink directory where one worker's txnlog is the original's
+    /// (Python literals) and another's crasher's (JSON): both are merged,
+    /// also when followed incrementally.
+    #[test]
+    fn python_and_json_txnlogs_are_read_side_by_side() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        append(&p.join("output.w1"), b"A1\nB1\nA3\nUNCOMMITTED\n");
+        append(
+            &p.join("output.w1.txnlog"),
+            b"[1.0, 'list-uncommitted', []]\n[1.0, '1-ok', 't1', [(1, 0, 6)]]\n[1.0, '2-ok', 't1', 6]\n",
+        );
+        append(&p.join("output.w2"), b"A2\n");
+        append(&p.join("output.w2.txnlog"), ok(2.0, "t2", 3).as_bytes());
+        let mut s = CommittedStream::new(p, MissingFilePolicy::RetryOnce);
+        let mut seen: Vec<u8> = Vec::new();
+        s.advance(false, &mut |l| seen.extend_from_slice(l))
+            .unwrap();
+        assert_eq!(seen, b"A1\nB1\nA2\n");
+        // A torn Python record waits for its newline.
+        append(&p.join("output.w1.txnlog"), b"[3.0, '2-ok', 't3'");
+        s.advance(false, &mut |l| seen.extend_from_slice(l))
+            .unwrap();
+        assert_eq!(seen, b"A1\nB1\nA2\n");
+        append(
+            &p.join("output.w1.txnlog"),
+            b", 9]\n[3.5, 'connection-closed', True]\n",
+        );
+        s.advance(false, &mut |l| seen.extend_from_slice(l))
+            .unwrap();
+        assert_eq!(seen, b"A1\nB1\nA2\nA3\n");
+        let (a, missing) = committed_output(p, Some(b'A')).unwrap();
+        assert_eq!(a, b"A1\nA2\nA3\n");
+        assert!(missing.is_none());
     }
 
     #[test]

@@ -38,6 +38,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -96,6 +97,78 @@ pub enum InputError {
         #[source]
         source: io::Error,
     },
+    /// The files would not fit on the disk.
+    #[error(
+        "not enough free space in {dir} for the input files: they need {need} bytes \
+         (and {margin} bytes are kept free for the run), the disk has {free}; \
+         give a smaller --input-bytes or free some space"
+    )]
+    NoSpace {
+        /// The directory written to.
+        dir: PathBuf,
+        /// Bytes the files need.
+        need: u64,
+        /// Bytes kept free on top.
+        margin: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// Writing was interrupted (Ctrl-C, SIGTERM...); the partial file was removed.
+    #[error("interrupted while writing {path}; the partial file was removed")]
+    Interrupted {
+        /// The file being written.
+        path: PathBuf,
+    },
+}
+
+/// Bytes kept free beyond the input files themselves: a run needs room
+/// for its output (the soak stops below 64 MiB free).
+pub const FREE_MARGIN: u64 = 64 * 1024 * 1024;
+
+/// Checks that `need` bytes (plus [`FREE_MARGIN`]) fit on the disk
+/// holding `dir`. A disk whose free space cannot be read passes.
+pub fn check_free_space(dir: &Path, need: u64) -> Result<(), InputError> {
+    let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    if need.saturating_add(FREE_MARGIN) > free {
+        return Err(InputError::NoSpace {
+            dir: dir.to_owned(),
+            need,
+            margin: FREE_MARGIN,
+            free,
+        });
+    }
+    Ok(())
+}
+
+/// A temporary name beside `path` that no other writer (thread or
+/// process) uses: `.NAME.<pid>.<n>.tmp`.
+fn unique_tmp(dir: &Path, name: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// A writer that fails once `cancel` is set.
+struct Cancellable<'a, W> {
+    inner: W,
+    cancel: &'a AtomicBool,
+}
+
+impl<W: Write> Write for Cancellable<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: write_all retries that forever.
+            return Err(io::Error::other("cancelled"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The file name of a key's input file: `input-file.K.txt`.
@@ -373,25 +446,49 @@ pub fn write_input_files_with_progress(
     spec: &InputSpec,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<PathBuf>, InputError> {
+    write_input_files_cancellable(dir, spec, progress, &AtomicBool::new(false))
+}
+
+/// [`write_input_files_with_progress`] that first checks the files fit on
+/// the disk ([`check_free_space`]) and stops, removing the partial file,
+/// once `cancel` is set ([`InputError::Interrupted`]). Each file is written
+/// to a temporary name of its own and renamed into place, so writers of the
+/// same files at once never collide (the last rename wins; the contents are
+/// the same).
+pub fn write_input_files_cancellable(
+    dir: &Path,
+    spec: &InputSpec,
+    progress: &mut dyn FnMut(u64),
+    cancel: &AtomicBool,
+) -> Result<Vec<PathBuf>, InputError> {
     validate_keys(&spec.keys)?;
+    check_free_space(
+        dir,
+        spec_file_len(spec).saturating_mul(spec.keys.len() as u64),
+    )?;
     let mut paths = Vec::with_capacity(spec.keys.len());
     for &key in &spec.keys {
         let path = dir.join(input_file_name(key));
-        let tmp = dir.join(format!(".{}.tmp", input_file_name(key)));
-        let io_err = |source| InputError::Io {
-            path: path.clone(),
-            source,
-        };
+        let tmp = unique_tmp(dir, &input_file_name(key));
         let result = (|| {
             let file = File::create(&tmp)?;
-            let mut w = io::BufWriter::with_capacity(1 << 20, file);
+            let mut w = io::BufWriter::with_capacity(
+                1 << 20,
+                Cancellable {
+                    inner: file,
+                    cancel,
+                },
+            );
             write_input(&mut w, key, spec, progress)?;
             w.into_inner().map_err(io::IntoInnerError::into_error)?;
             fs::rename(&tmp, &path)
         })();
-        if let Err(e) = result {
+        if let Err(source) = result {
             let _ = fs::remove_file(&tmp);
-            return Err(io_err(e));
+            if cancel.load(Ordering::Relaxed) {
+                return Err(InputError::Interrupted { path });
+            }
+            return Err(InputError::Io { path, source });
         }
         paths.push(path);
     }
@@ -440,6 +537,72 @@ pub fn delete_input_files(dir: &Path, keys: Option<&[u8]>) -> io::Result<Vec<Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writers_of_the_same_files_at_once_never_collide() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = InputSpec {
+            keys: b"AB".to_vec(),
+            source_bytes: 400_000,
+            seed: 3,
+            tcp: false,
+        };
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| write_input_files(t.path(), &spec)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in results {
+            r.unwrap();
+        }
+        let names: Vec<String> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(
+            fs::read(t.path().join("input-file.A.txt")).unwrap(),
+            generate(b'A', &spec)
+        );
+    }
+
+    #[test]
+    fn files_that_cannot_fit_are_refused_before_anything_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = InputSpec {
+            keys: b"A".to_vec(),
+            source_bytes: 99_999_999_999_999,
+            seed: 0,
+            tcp: false,
+        };
+        let e = write_input_files(t.path(), &spec).unwrap_err();
+        assert!(matches!(e, InputError::NoSpace { .. }), "{e}");
+        assert!(e.to_string().contains("--input-bytes"), "{e}");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_cancelled_write_leaves_no_file() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = InputSpec {
+            keys: b"A".to_vec(),
+            source_bytes: 4_000_000,
+            seed: 0,
+            tcp: false,
+        };
+        let cancel = AtomicBool::new(false);
+        let mut seen = 0u64;
+        let mut progress = |n: u64| {
+            seen += n;
+            if seen > 3_000_000 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        };
+        let e = write_input_files_cancellable(t.path(), &spec, &mut progress, &cancel).unwrap_err();
+        assert!(matches!(e, InputError::Interrupted { .. }), "{e}");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0);
+    }
 
     fn generate(key: u8, spec: &InputSpec) -> Vec<u8> {
         let mut out = Vec::new();

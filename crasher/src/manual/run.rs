@@ -133,6 +133,7 @@ impl Run {
             })
             .collect();
         let mut st = RunState {
+            network: None,
             run_id: id.clone(),
             run_dir: dir.root().to_owned(),
             profile: profile.origin.clone(),

@@ -11,6 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,11 +26,16 @@ use super::spec::worker_name;
 
 static REGISTRY: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
+/// Set when the world is stopped at a violation: a process started by a
+/// task that had not yet seen the violation is stopped as it registers.
+static WORLD_STOPPED: AtomicBool = AtomicBool::new(false);
+
 fn register(pid: u32) {
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pid as i32);
+    let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    r.insert(pid as i32);
+    if WORLD_STOPPED.load(Ordering::SeqCst) {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+    }
 }
 
 fn unregister(pid: u32) {
@@ -39,16 +45,33 @@ fn unregister(pid: u32) {
         .remove(&(pid as i32));
 }
 
-/// SIGKILLs every process group crasher started and has not reaped: the
-/// last resort of the panic hook and of a second Ctrl-C.
-pub fn kill_all_registered() {
-    let pids: Vec<i32> = REGISTRY
+/// The process-group ids of every process crasher started and has not
+/// reaped yet.
+pub fn registered() -> Vec<i32> {
+    REGISTRY
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .copied()
-        .collect();
-    for pid in pids {
+        .collect()
+}
+
+/// Sends `sig` to every registered process group. Pause-the-world uses it:
+/// it needs no lock on the cluster, so a violation found by a task that is
+/// in the middle of a cluster operation still stops the world at once.
+pub fn signal_registered(sig: Signal) {
+    if sig == Signal::SIGSTOP {
+        WORLD_STOPPED.store(true, Ordering::SeqCst);
+    }
+    for pid in registered() {
+        let _ = killpg(Pid::from_raw(pid), sig);
+    }
+}
+
+/// SIGKILLs every process group crasher started and has not reaped: the
+/// last resort of the panic hook and of a second Ctrl-C.
+pub fn kill_all_registered() {
+    for pid in registered() {
         let _ = killpg(Pid::from_raw(pid), Signal::SIGCONT);
         let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
@@ -60,6 +83,14 @@ pub struct Member {
     proc: Proc,
     /// How many times it was (re)started.
     pub starts: u32,
+}
+
+impl Member {
+    /// SIGTERM, up to `grace` for it to exit, then SIGKILL; reaped.
+    /// Blocks: call it off the async runtime's threads.
+    pub fn terminate(mut self, grace: Duration) {
+        let _ = self.proc.terminate(grace);
+    }
 }
 
 impl Drop for Member {
@@ -169,6 +200,11 @@ pub struct Cluster {
     members: BTreeSet<usize>,
     /// Feeders that finished their file (exit 0).
     done_feeders: BTreeSet<String>,
+    /// `--disk lossy`: the lossyfs mount of each node's state directory.
+    disks: Option<super::disk::Disks>,
+    /// `--network lab`: the lab, whose nodes the workers run in. Last, so
+    /// it is dropped (its holders killed) after every process.
+    lab: Option<netlab::Lab>,
 }
 
 impl Cluster {
@@ -190,7 +226,73 @@ impl Cluster {
             feeders: BTreeMap::new(),
             members: BTreeSet::new(),
             done_feeders: BTreeSet::new(),
+            disks: None,
+            lab: None,
         })
+    }
+
+    /// `--disk lossy`: from now on every worker's state directory is a
+    /// lossyfs mount, made before the worker first starts.
+    pub fn use_lossy_disks(&mut self) {
+        self.disks = Some(super::disk::Disks::new(
+            &self.run.root().join("disks"),
+            &self.crasher,
+            self.run.id(),
+            self.profile.disk.names == super::profile::Names::Eager,
+        ));
+    }
+
+    /// Whether state directories are lossyfs mounts.
+    pub fn lossy_disks(&self) -> bool {
+        self.disks.is_some()
+    }
+
+    /// Drops worker `i`'s un-synced writes (it must be down).
+    pub fn lose_disk(&self, i: usize) -> Result<String, super::disk::DiskError> {
+        match &self.disks {
+            Some(d) => d.lose(&worker_name(i)),
+            None => Err(super::disk::DiskError::Lose {
+                name: worker_name(i),
+                message: "the run has no lossy disks (--disk lossy)".into(),
+            }),
+        }
+    }
+
+    /// Runs the workers in `lab` (`--network lab`): each in a node of its
+    /// own, reached at its node address; sink and feeders at the lab's.
+    pub fn set_lab(&mut self, lab: netlab::Lab) {
+        self.lab = Some(lab);
+    }
+
+    /// The lab, in a `--network lab` run.
+    pub fn lab(&self) -> Option<&netlab::Lab> {
+        self.lab.as_ref()
+    }
+
+    /// Puts `faults` in force in the lab (an empty set heals everything).
+    pub fn apply_network(&mut self, faults: &netlab::Faults) -> Result<(), String> {
+        let applied = match self.lab.as_mut() {
+            Some(lab) => lab.apply(faults).map_err(|e| e.to_string()),
+            None => Err("no lab network in this run (--network lab)".into()),
+        };
+        self.save_state();
+        applied
+    }
+
+    /// The address worker `i` listens on: its node's in a lab, else loopback.
+    pub fn worker_host(&self, i: usize) -> std::net::Ipv4Addr {
+        match &self.lab {
+            Some(_) => netlab::node_addr(i as u8),
+            None => std::net::Ipv4Addr::LOCALHOST,
+        }
+    }
+
+    /// The address of the sink and feeders: the lab's, else loopback.
+    pub fn lab_host(&self) -> std::net::Ipv4Addr {
+        match &self.lab {
+            Some(_) => netlab::LAB_ADDR,
+            None => std::net::Ipv4Addr::LOCALHOST,
+        }
     }
 
     /// The profile in use.
@@ -213,18 +315,26 @@ impl Cluster {
             .port(self.profile.ports.stride * worker as u16 + offset)
     }
 
-    fn addr(port: u16) -> String {
-        format!("127.0.0.1:{port}")
+    /// `HOST:PORT` of worker `i`'s role at `offset`.
+    fn waddr(&self, i: usize, offset: u16) -> String {
+        format!("{}:{}", self.worker_host(i), self.port(i, offset))
     }
 
     /// The sink's address.
     pub fn sink_addr(&self) -> String {
-        Self::addr(self.ports.port(self.profile.ports.sink))
+        format!(
+            "{}:{}",
+            self.lab_host(),
+            self.ports.port(self.profile.ports.sink)
+        )
     }
 
     /// Worker `i`'s external query address.
     pub fn external_addr(&self, i: usize) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port(i, self.profile.ports.external)))
+        std::net::SocketAddr::from((
+            self.worker_host(i),
+            self.port(i, self.profile.ports.external),
+        ))
     }
 
     /// Ports of worker `i` by role, for the manifest and status.
@@ -252,10 +362,11 @@ impl Cluster {
             .set("sink", self.sink_addr())
             .set("sink_prefix", self.run.sink_prefix().display().to_string())
             .set("sink_dir", self.run.sink_dir().display().to_string())
-            .set("initializer_in", Self::addr(self.port(0, p.source)))
-            .set("initializer_control", Self::addr(self.port(0, p.control)))
-            .set("initializer_data", Self::addr(self.port(0, p.data)))
-            .set("initializer_external", Self::addr(self.port(0, p.external)))
+            .set("host", self.lab_host().to_string())
+            .set("initializer_in", self.waddr(0, p.source))
+            .set("initializer_control", self.waddr(0, p.control))
+            .set("initializer_data", self.waddr(0, p.data))
+            .set("initializer_external", self.waddr(0, p.external))
             .set("worker_count", self.settings.worker_count.to_string())
             .set("rate", self.settings.rate.to_string())
             .set(
@@ -271,7 +382,7 @@ impl Cluster {
     /// `scheme127.0.0.1:P,...` for role `offset` of every initial worker.
     fn peer_list(&self, offset: u16, scheme: &str) -> String {
         (0..self.settings.worker_count)
-            .map(|i| format!("{scheme}127.0.0.1:{}", self.port(i, offset)))
+            .map(|i| format!("{scheme}{}", self.waddr(i, offset)))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -328,7 +439,18 @@ impl Cluster {
     }
 
     fn spawn(&self, l: &Launch) -> Result<Member, ClusterError> {
-        let proc = Proc::spawn(&l.name, l.command(self.run.id()), &l.log)?;
+        let cmd = match self.lab.as_ref().filter(|lab| lab.node(&l.name).is_some()) {
+            // A worker of a lab run: started inside its node's namespace.
+            Some(lab) => {
+                let mut c = lab
+                    .command(&l.name, &l.program)
+                    .map_err(|e| ClusterError::Io(io::Error::other(e.to_string())))?;
+                c.args(&l.args).env(RUN_ID_VAR, self.run.id());
+                c
+            }
+            None => l.command(self.run.id()),
+        };
+        let proc = Proc::spawn(&l.name, cmd, &l.log)?;
         register(proc.pid());
         Ok(Member { proc, starts: 1 })
     }
@@ -339,7 +461,7 @@ impl Cluster {
     /// [`kill_all_registered`] touches it. The low-level commands use this
     /// and record the returned pid, with its start time, in `state.json`.
     pub fn spawn_detached(&self, l: &Launch) -> Result<u32, ClusterError> {
-        let proc = Proc::spawn(&l.name, l.command(self.run.id()), &l.log)?;
+        let proc = Proc::spawn_detachable(&l.name, l.command(self.run.id()), &l.log)?;
         Ok(proc.detach())
     }
 
@@ -389,12 +511,13 @@ impl Cluster {
         v.set("name", name.clone())
             .set("index", i.to_string())
             .set("state", self.run.worker_state(&name).display().to_string())
-            .set("in", Self::addr(self.port(i, p.source)))
-            .set("external", Self::addr(self.port(i, p.external)))
-            .set("control", Self::addr(self.port(i, p.control)))
-            .set("data", Self::addr(self.port(i, p.data)))
-            .set("my_control", Self::addr(self.port(i, p.my_control)))
-            .set("my_data", Self::addr(self.port(i, p.my_data)));
+            .set("host", self.worker_host(i).to_string())
+            .set("in", self.waddr(i, p.source))
+            .set("external", self.waddr(i, p.external))
+            .set("control", self.waddr(i, p.control))
+            .set("data", self.waddr(i, p.data))
+            .set("my_control", self.waddr(i, p.my_control))
+            .set("my_data", self.waddr(i, p.my_data));
         fs::create_dir_all(self.run.worker_state(&name))?;
         let mut templates = w.args.clone();
         templates.extend(if i == 0 {
@@ -420,7 +543,19 @@ impl Cluster {
 
     /// Starts worker `i` as `how`.
     pub fn start_worker(&mut self, i: usize, how: Start) -> Result<(), ClusterError> {
+        if let Some(d) = self.disks.as_mut() {
+            let name = worker_name(i);
+            d.ensure(&name, &self.run.worker_state(&name))
+                .map_err(|e| ClusterError::Io(io::Error::other(e.to_string())))?;
+            for pid in d.pids() {
+                register(pid);
+            }
+        }
         let l = self.worker_launch(i, how)?;
+        if let Some(lab) = self.lab.as_mut() {
+            lab.add_node(&l.name, i as u8)
+                .map_err(|e| ClusterError::Io(io::Error::other(e.to_string())))?;
+        }
         let starts = self.workers.get(&i).map_or(0, |m| m.starts);
         let mut m = self.spawn(&l)?;
         m.starts += starts;
@@ -440,13 +575,14 @@ impl Cluster {
         self.run.rotate_worker_log(&worker_name(i))
     }
 
-    /// Marks worker `i` as no longer a member (after a shrink) and forgets it.
-    pub fn forget_worker(&mut self, i: usize) {
+    /// Marks worker `i` as no longer a member (after a shrink) and hands
+    /// its process over, to be terminated off the cluster's lock (see
+    /// [`Member::terminate`]).
+    pub fn take_worker(&mut self, i: usize) -> Option<Member> {
         self.members.remove(&i);
-        if let Some(mut m) = self.workers.remove(&i) {
-            let _ = m.proc.terminate(Duration::from_secs(2));
-        }
+        let m = self.workers.remove(&i);
         self.save_state();
+        m
     }
 
     /// Rewrites `state.json` from the process table (best effort: a failure
@@ -496,6 +632,10 @@ impl Cluster {
             sink: self.sink_addr(),
             processes,
             manual: None,
+            network: self
+                .lab
+                .as_ref()
+                .map(|lab| format!("lab: {}", lab.faults().describe())),
         };
         let _ = st.write();
     }
@@ -667,6 +807,12 @@ impl Cluster {
         self.sink = None;
         self.workers.clear();
         self.feeders.clear();
+        if let Some(mut d) = self.disks.take() {
+            for pid in d.pids() {
+                unregister(pid);
+            }
+            d.unmount_all();
+        }
     }
 }
 
@@ -690,13 +836,18 @@ pub fn gzip_file(path: &Path) -> io::Result<PathBuf> {
     use flate2::write::GzEncoder;
     let gz = path.with_extension("gz");
     let tmp = gz.with_extension("gz.tmp");
-    {
+    let written = (|| {
         let mut input = fs::File::open(path)?;
         let mut enc = GzEncoder::new(fs::File::create(&tmp)?, flate2::Compression::fast());
         io::copy(&mut input, &mut enc)?;
         enc.finish()?.sync_all()?;
+        fs::rename(&tmp, &gz)
+    })();
+    if let Err(e) = written {
+        // A full disk leaves the plain log, never a partial `.gz.tmp`.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, &gz)?;
     fs::remove_file(path)?;
     Ok(gz)
 }

@@ -1,5 +1,11 @@
 //! The run's voice: terse progress glyphs on stdout, the same plus full
 //! messages in `run.log`, and a timeline of events for the run record.
+//!
+//! Each event is also appended to `run.events` (one JSON object per line,
+//! one `write` each, sanity-round glyphs left out) the moment it happens:
+//! `run.json` is rewritten only every few seconds, so after a SIGKILL of
+//! the supervisor the event log is what still has every event (a torn last
+//! line is skipped by its reader, `triage::record::read_events`).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -23,6 +29,8 @@ pub struct Event {
 
 struct Inner {
     log: Option<File>,
+    /// The append-only event log (`run.events`).
+    events_log: Option<File>,
     tail: String,
     events: Vec<Event>,
     at_line_start: bool,
@@ -42,6 +50,13 @@ impl Glyphs {
             start: Instant::now(),
             inner: Mutex::new(Inner {
                 log: Some(File::create(run_log)?),
+                events_log: Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .write(true)
+                        .open(run_log.with_file_name(triage::record::EVENTS_FILE))?,
+                ),
                 tail: String::new(),
                 events: Vec::new(),
                 at_line_start: true,
@@ -84,11 +99,19 @@ impl Glyphs {
                 .unwrap_or(0);
             g.tail.drain(..cut);
         }
-        g.events.push(Event {
+        let event = Event {
             t,
             kind: kind.to_owned(),
             text: text.to_owned(),
-        });
+        };
+        if !(kind == "glyph" && text == ",") {
+            if let (Some(f), Ok(mut line)) = (g.events_log.as_mut(), serde_json::to_vec(&event)) {
+                line.push(b'\n');
+                // One write per event: a kill leaves at most a torn last line.
+                let _ = f.write_all(&line);
+            }
+        }
+        g.events.push(event);
     }
 
     /// A glyph: printed with no newline, like the original's `echo -n`.
@@ -145,5 +168,23 @@ mod tests {
         assert_eq!(g.tail(), ",c1\nJoin worker4.\nr1");
         let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
         assert_eq!(log, g.tail());
+    }
+
+    #[test]
+    fn every_event_but_sanity_rounds_is_in_the_event_log_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Glyphs::new(&dir.path().join("run.log"), true).unwrap();
+        g.glyph(",");
+        g.event("crash", "c1");
+        g.line("Join worker4.");
+        // Not dropped, not flushed by anyone: what a SIGKILL leaves.
+        let events =
+            triage::record::read_events(&dir.path().join(triage::record::EVENTS_FILE)).unwrap();
+        let got: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.text.as_str()))
+            .collect();
+        assert_eq!(got, [("crash", "c1"), ("message", "Join worker4.")]);
+        drop(g);
     }
 }

@@ -2,9 +2,8 @@
 //! crash gate, the seeded random sources, and the one outcome of the run.
 
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
@@ -12,8 +11,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Notify;
 
-use super::cluster::Cluster;
+use super::cluster::{self, Cluster};
 use super::glyphs::Glyphs;
+use super::schedule::Schedule;
 use super::timings::Timings;
 
 /// How the run ended.
@@ -23,9 +23,12 @@ pub enum Outcome {
     Success(String),
     /// The duration ran out with no violation.
     DurationReached,
-    /// A check failed.
+    /// A check failed. Liveness checks (the cluster made no progress
+    /// although crasher left it alone) are named `liveness: STEP`; every
+    /// other check is about what the cluster did (lost, duplicated,
+    /// reordered data; a process that died by itself).
     Violation {
-        /// Which check (`sanity`, `ack-progress`, `crash-loop`...).
+        /// Which check (`sanity`, `liveness: join`, `process-death`...).
         check: String,
         /// What it saw.
         diagnosis: String,
@@ -63,6 +66,10 @@ pub struct Counters {
     pub shrinks: AtomicU64,
     /// Pauses.
     pub pauses: AtomicU64,
+    /// Disk faults (power losses, corruptions, truncations).
+    pub disk_faults: AtomicU64,
+    /// Network faults (partition, isolate, one-way, bridge, flaky).
+    pub net_faults: AtomicU64,
 }
 
 /// Everything the loops share.
@@ -78,35 +85,36 @@ pub struct Harness {
     pub on_failure: OnFailure,
     /// Faults injected so far.
     pub counters: Counters,
-    gate_flags: BTreeSet<String>,
-    gate_present: Mutex<BTreeSet<String>>,
+    /// When faults may fire, whether they were observed, quiet time.
+    pub schedule: Arc<Schedule>,
     busy: Mutex<BTreeSet<String>>,
     outcome: Mutex<Option<(Outcome, Instant)>>,
     finished: AtomicBool,
+    /// The run directory (for the full-disk check of [`Harness::finish`]).
+    run_root: std::path::PathBuf,
     /// Woken when the outcome is set.
     pub done: Notify,
 }
 
 impl Harness {
-    /// A harness around a started cluster. `gate_flags` are the names of
-    /// the crash loops that share the stabilize gate.
+    /// A harness around a cluster, with the run's fault schedule.
     pub fn new(
         cluster: Cluster,
         out: Glyphs,
         timings: Timings,
         seed: u64,
         on_failure: OnFailure,
-        gate_flags: BTreeSet<String>,
+        schedule: Arc<Schedule>,
     ) -> Harness {
         Harness {
+            run_root: cluster.run_dir().root().to_owned(),
             cluster: Mutex::new(cluster),
             out,
             timings,
             seed,
             on_failure,
             counters: Counters::default(),
-            gate_present: Mutex::new(gate_flags.clone()),
-            gate_flags,
+            schedule,
             busy: Mutex::new(BTreeSet::new()),
             outcome: Mutex::new(None),
             finished: AtomicBool::new(false),
@@ -122,9 +130,7 @@ impl Harness {
     /// A random source for the loop `name`, derived from the run's seed so
     /// the fault schedule of a run can be replayed.
     pub fn rng(&self, name: &str) -> ChaCha8Rng {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        name.hash(&mut h);
-        ChaCha8Rng::seed_from_u64(self.seed ^ h.finish())
+        loop_rng(self.seed, name)
     }
 
     /// Whether the run has an outcome (loops stop acting then).
@@ -136,13 +142,17 @@ impl Harness {
     /// `--on-failure pause` the world is stopped right here, synchronously,
     /// before anything else runs.
     pub fn finish(&self, outcome: Outcome) {
+        // A full disk is never a violation of the system under test.
+        let outcome = super::diskfull::reclassify(&self.run_root, outcome);
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
             return;
         }
         self.finished.store(true, Ordering::SeqCst);
         if matches!(outcome, Outcome::Violation { .. }) && self.on_failure == OnFailure::Pause {
-            self.cluster().signal_all(Signal::SIGSTOP);
+            // Through the process-group registry, not the cluster: the
+            // caller may be in the middle of a cluster operation.
+            cluster::signal_registered(Signal::SIGSTOP);
         }
         *slot = Some((outcome, Instant::now()));
         drop(slot);
@@ -166,19 +176,10 @@ impl Harness {
             .clone()
     }
 
-    /// Whether every crash loop's gate flag is present (crashes allowed).
-    pub fn gate_open(&self) -> bool {
-        *self.gate_present.lock().unwrap_or_else(|e| e.into_inner()) == self.gate_flags
-    }
-
-    /// Removes (`false`) or restores (`true`) a loop's gate flag.
-    pub fn set_gate(&self, flag: &str, present: bool) {
-        let mut g = self.gate_present.lock().unwrap_or_else(|e| e.into_inner());
-        if present {
-            g.insert(flag.to_owned());
-        } else {
-            g.remove(flag);
-        }
+    /// Reports that the cluster made no progress in `step` although
+    /// crasher left it alone long enough (see `liveness::await_live`).
+    pub fn liveness_violation(&self, step: &str, diagnosis: impl Into<String>) {
+        self.violation(&format!("liveness: {step}"), diagnosis);
     }
 
     /// Claims `who` for a deliberate action (crash, shrink, pause), so the
@@ -199,6 +200,17 @@ impl Harness {
             .unwrap_or_else(|e| e.into_inner())
             .contains(who)
     }
+}
+
+/// The random source of loop `name` for `seed`: SHA-256 of both, so the
+/// derivation never changes between builds or Rust versions (unlike
+/// `DefaultHasher`).
+pub fn loop_rng(seed: u64, name: &str) -> ChaCha8Rng {
+    use sha2::Digest;
+    let mut d = sha2::Sha256::new();
+    d.update(seed.to_le_bytes());
+    d.update(name.as_bytes());
+    ChaCha8Rng::from_seed(d.finalize().into())
 }
 
 /// A loop's hold on a process it is acting on; released on drop.

@@ -7,23 +7,25 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::{sleep, Instant};
 
-use super::cluster::{self, ClusterError, Start};
+use super::cluster::{self, ClusterError};
+use super::faults;
 use super::harness::{Harness, Outcome};
+use super::liveness::{await_live, NotLive, QuietClock};
 use super::profile::ReadinessKind;
 use super::query;
 use super::spec::{worker_index, worker_name};
 use super::timings::secs;
 
-fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> Duration {
+/// A random time in U[lo, hi) seconds (`lo` when the range is empty): every
+/// fault loop's gaps and down-times.
+pub fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> Duration {
     if hi <= lo {
         return secs(lo);
     }
@@ -45,8 +47,13 @@ pub async fn poll_one(h: &Harness, i: usize, deadline: Instant) -> Result<(), St
 
 /// Polls every member until it processes messages; the budget is shared.
 pub async fn poll_all_ready(h: &Harness, budget: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + budget;
-    if h.cluster().profile().readiness.kind == ReadinessKind::Healthz {
+    all_ready_by(h, Instant::now() + budget).await
+}
+
+/// Polls every member until it processes messages or `deadline` passes.
+pub async fn all_ready_by(h: &Harness, deadline: Instant) -> Result<String, String> {
+    let kind = h.cluster().profile().readiness.kind;
+    if kind == ReadinessKind::Healthz {
         let members: Vec<usize> = h.cluster().members().iter().copied().collect();
         let mut names = Vec::new();
         for i in members {
@@ -75,9 +82,18 @@ pub async fn poll_all_ready(h: &Harness, budget: Duration) -> Result<String, Str
 
 /// Watches for processes that exit: restarts feeders (as the original's
 /// `while [ 1 ]` did), and reports a worker or sink that died by itself.
+/// Exits are seen through SIGCHLD (with a slow fallback tick), not by
+/// polling.
 pub async fn monitor(h: Arc<Harness>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut chld = signal(SignalKind::child()).ok();
     loop {
-        sleep(Duration::from_millis(50)).await;
+        match chld.as_mut() {
+            Some(c) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.recv()).await;
+            }
+            None => sleep(Duration::from_millis(50)).await,
+        }
         if h.finished() {
             return;
         }
@@ -86,12 +102,28 @@ pub async fn monitor(h: Arc<Harness>) {
             if d.who.starts_with("feeder.") {
                 continue;
             }
-            let log = if d.who == "sink" {
-                h.cluster().run_dir().sink_log()
-            } else {
-                h.cluster().run_dir().worker_log(&d.who)
-            };
+            let log = h.cluster().run_dir().log_of(&d.who);
             let tail = tail_lines(&log, 5);
+            if d.who == "sink" && d.status == "exit 66" {
+                // The sink stopped on one of its own invariant checks
+                // (duplicate data, a commit of an aborted transaction...):
+                // a finding about the data, reported as the sanity check
+                // would report the same lines.
+                let alarms: Vec<String> = tail_lines(&log, 50)
+                    .lines()
+                    .filter(|l| l.contains("FATAL") || l.contains("CRIT"))
+                    .map(str::to_owned)
+                    .collect();
+                if !alarms.is_empty() {
+                    let v = format!(
+                        "SANITY: the sink stopped on an invariant violation (exit 66):\n{}",
+                        alarms.join("\n")
+                    );
+                    h.out.line(&v);
+                    h.violation("sanity", v);
+                    return;
+                }
+            }
             h.out.line(&format!(
                 "Crash of {} failed: it died by itself ({})",
                 d.who, d.status
@@ -115,8 +147,8 @@ pub async fn monitor(h: Arc<Harness>) {
             .filter(|k| !h.is_claimed(&format!("feeder.{k}")))
             .collect();
         for k in idle {
-            sleep(Duration::from_millis(100)).await;
-            if let Err(e) = h.cluster().start_feeder(&k) {
+            let started = h.cluster().start_feeder(&k);
+            if let Err(e) = started {
                 return env_error(&h, e);
             }
         }
@@ -146,26 +178,36 @@ pub async fn crash_sink(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        if h.gate_open() {
-            let claim = h.claim("sink");
-            h.out.event("crash", "cS");
-            if let Err(e) = h.cluster().crash_sink() {
-                drop(claim);
-                h.out.line(&format!("Crash of sink failed: {e}"));
-                return h.violation(
+        let ticket = h.schedule.acquire("crash-sink", || h.out.glyph(":s")).await;
+        if h.finished() {
+            return;
+        }
+        match h.claim("sink") {
+            None => ticket.cancel(),
+            Some(claim) => {
+                let down = uniform(&mut rng, 0.0, t.crash_sink_down);
+                h.schedule.decide(
                     "crash-sink",
-                    format!("sink was not running when crashed: {e}"),
+                    format!("crash sink down={:.3}", down.as_secs_f64()),
                 );
+                if let Err(e) = faults::crash_sink(&h) {
+                    drop(claim);
+                    h.out.line(&format!("Crash of sink failed: {e}"));
+                    return h.violation(
+                        "crash-sink",
+                        format!("sink was not running when crashed: {e}"),
+                    );
+                }
+                sleep(down).await;
+                if h.finished() {
+                    return;
+                }
+                if let Err(e) = faults::restart_sink(&h) {
+                    return env_error(&h, e);
+                }
+                drop(claim);
+                ticket.end();
             }
-            h.counters.sink_crashes.fetch_add(1, Ordering::Relaxed);
-            sleep(uniform(&mut rng, 0.0, t.crash_sink_down)).await;
-            h.out.event("restart", "rS");
-            if let Err(e) = h.cluster().start_sink() {
-                return env_error(&h, e);
-            }
-            drop(claim);
-        } else {
-            h.out.glyph(":s");
         }
         sleep(uniform(
             &mut rng,
@@ -180,96 +222,115 @@ pub async fn crash_sink(h: Arc<Harness>) {
 pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
     let t = h.timings.clone();
     let name = worker_name(index);
-    let flag = index.to_string();
+    let source = format!("crash{index}");
     let mut rng = h.rng(&format!("crash-worker-{index}"));
     sleep(secs(t.crash_worker_start)).await;
-    let mut counter = 0u64;
     loop {
         if h.finished() {
             return;
         }
-        counter += 1;
-        if h.gate_open() {
-            if slow {
-                if (counter as f64) < t.crash_worker_slow_iterations {
-                    sleep(Duration::from_secs(1) + uniform(&mut rng, 0.0, 0.2)).await;
-                    continue;
+        if slow {
+            // About one crash every two minutes: the original's counter of
+            // ~1 s iterations.
+            for _ in 0..(t.crash_worker_slow_iterations as u64) {
+                sleep(Duration::from_secs(1) + uniform(&mut rng, 0.0, 0.2)).await;
+                if h.finished() {
+                    return;
                 }
-                counter = 0;
             }
-            sleep(uniform(&mut rng, 0.0, t.crash_worker_before)).await;
-            if h.finished() {
-                return;
-            }
-            let member = h.cluster().members().contains(&index);
-            let claim = if member { h.claim(&name) } else { None };
-            let Some(claim) = claim else {
-                h.out.glyph(&format!(":c{index}"));
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            h.out.event("crash", &format!("c{index}"));
-            let crashed = h.cluster().crash_worker(index);
-            if let Err(e) = crashed {
-                h.out.line(&format!("Crash of {index} failed: {e}"));
-                let log = h.cluster().run_dir().worker_log(&name);
-                return h.violation(
-                    "crash-loop",
-                    format!(
-                        "Crash of {index} failed: {e}; last log lines:\n{}",
-                        tail_lines(&log, 5)
-                    ),
-                );
-            }
-            h.counters.worker_crashes.fetch_add(1, Ordering::Relaxed);
-            if let Some(aside) = h.cluster().rotate_worker_log(index) {
-                tokio::task::spawn_blocking(move || cluster::gzip_file(&aside));
-            }
-            sleep(uniform(&mut rng, 0.0, t.crash_worker_down)).await;
-            if h.finished() {
-                return;
-            }
-            if let Err(e) = h.cluster().start_worker(index, Start::Restart) {
-                return env_error(&h, e);
-            }
-            h.out.event("restart", &format!("r{index}"));
-            drop(claim);
-            sleep(secs(t.crash_worker_after)).await;
-        } else {
+        }
+        sleep(uniform(&mut rng, 0.0, t.crash_worker_before)).await;
+        let ticket = h
+            .schedule
+            .acquire(&source, || h.out.glyph(&format!(":c{index}")))
+            .await;
+        if h.finished() {
+            return;
+        }
+        let member = h.cluster().members().contains(&index);
+        let claim = if member { h.claim(&name) } else { None };
+        let Some(claim) = claim else {
+            ticket.cancel();
             h.out.glyph(&format!(":c{index}"));
             sleep(Duration::from_secs(1)).await;
-        }
-        if !h.cluster().members().contains(&index) {
             continue;
+        };
+        let down = uniform(&mut rng, 0.0, t.crash_worker_down);
+        h.schedule.decide(
+            &source,
+            format!("crash {name} down={:.3}", down.as_secs_f64()),
+        );
+        if let Err(e) = faults::crash_worker(&h, index, &format!("c{index}")) {
+            h.out.line(&format!("Crash of {index} failed: {e}"));
+            let log = h.cluster().run_dir().worker_log(&name);
+            return h.violation(
+                "crash-loop",
+                format!(
+                    "Crash of {index} failed: {e}; last log lines:\n{}",
+                    tail_lines(&log, 5)
+                ),
+            );
         }
-        let addr = h.cluster().external_addr(index);
-        if let Err(reason) =
-            query::poll_ready(addr, Instant::now() + secs(t.crash_worker_ready)).await
-        {
-            if h.finished() {
-                return;
-            }
-            h.out
-                .line(&format!("CRASH LOOP A: {index}: reason {reason}"));
-            h.set_gate(&flag, false);
-            match poll_all_ready(&h, secs(t.crash_worker_all_ready)).await {
-                Ok(msg) => {
-                    h.set_gate(&flag, true);
-                    h.out.line(&format!("CRASH LOOP {index}: resume: {msg}"));
-                }
-                Err(reason) => {
-                    h.out.line(&format!(
-                        "CRASH LOOP B: {index}: pause the world: reason {reason}"
-                    ));
-                    return h.violation(
-                        "crash-loop",
-                        format!(
-                            "{name} did not recover within {}s after a restart: {reason}",
-                            t.crash_worker_ready + t.crash_worker_all_ready
-                        ),
-                    );
-                }
-            }
+        sleep(down).await;
+        if h.finished() {
+            return;
+        }
+        if let Err(e) = faults::restart_worker(&h, index, &format!("r{index}")) {
+            return env_error(&h, e);
+        }
+        ticket.end();
+        sleep(secs(t.crash_worker_after)).await;
+        // The restarted worker stays claimed until it has recovered, so no
+        // other loop pauses or shrinks it meanwhile.
+        let recovered = await_recovery(&h, index).await;
+        drop(claim);
+        if !recovered {
+            return;
+        }
+    }
+}
+
+/// After a restart: worker `index` ready within `crash_worker_ready` of
+/// quiet time; if not, the stabilize gate closes (no fault fires) and the
+/// whole cluster gets `crash_worker_all_ready` more. Returns false if the
+/// run ended.
+async fn await_recovery(h: &Harness, index: usize) -> bool {
+    let t = &h.timings;
+    let name = worker_name(index);
+    let addr = h.cluster().external_addr(index);
+    let first = await_live(h, None, secs(t.crash_worker_ready), |d| async move {
+        query::poll_ready(addr, d).await.map(|_| ())
+    })
+    .await;
+    let reason = match first {
+        Ok(()) => return true,
+        Err(NotLive::Finished) => return false,
+        Err(e) => e.describe(secs(t.crash_worker_ready)),
+    };
+    h.out
+        .line(&format!("CRASH LOOP A: {index}: reason {reason}"));
+    let flag = format!("crash{index}");
+    h.schedule.hold(&flag);
+    let budget = secs(t.crash_worker_all_ready);
+    let all = await_live(h, None, budget, |d| all_ready_by(h, d)).await;
+    h.schedule.release(&flag);
+    match all {
+        Ok(msg) => {
+            h.out.line(&format!("CRASH LOOP {index}: resume: {msg}"));
+            true
+        }
+        Err(e) => {
+            h.out.line(&format!(
+                "CRASH LOOP B: {index}: pause the world: reason {}",
+                e.describe(budget)
+            ));
+            e.conclude(
+                h,
+                "restart",
+                &format!("{name} did not recover after a restart"),
+                budget,
+            );
+            false
         }
     }
 }
@@ -283,6 +344,10 @@ pub async fn crash_source(h: Arc<Harness>, keys: Vec<String>) {
         if h.finished() {
             return;
         }
+        let ticket = h
+            .schedule
+            .acquire("crash-source", || h.out.glyph(":f"))
+            .await;
         let live: Vec<String> = {
             let c = h.cluster();
             keys.iter()
@@ -290,26 +355,31 @@ pub async fn crash_source(h: Arc<Harness>, keys: Vec<String>) {
                 .cloned()
                 .collect()
         };
-        if live.is_empty() {
+        if live.is_empty() || h.finished() {
+            ticket.cancel();
             return;
         }
-        if h.gate_open() {
-            let k = live[rng.gen_range(0..live.len())].clone();
-            if let Some(claim) = h.claim(&format!("feeder.{k}")) {
-                h.out.event("crash", &format!("cf{k}"));
-                if h.cluster().crash_feeder(&k).is_ok() {
-                    h.counters.feeder_crashes.fetch_add(1, Ordering::Relaxed);
-                    sleep(uniform(&mut rng, 0.0, t.crash_source_down)).await;
-                    let _ = h.cluster().reap(|w| w != format!("feeder.{k}"));
-                    if let Err(e) = h.cluster().start_feeder(&k) {
+        let k = live[rng.gen_range(0..live.len())].clone();
+        match h.claim(&format!("feeder.{k}")) {
+            None => ticket.cancel(),
+            Some(claim) => {
+                let down = uniform(&mut rng, 0.0, t.crash_source_down);
+                h.schedule.decide(
+                    "crash-source",
+                    format!("crash feeder.{k} down={:.3}", down.as_secs_f64()),
+                );
+                if faults::crash_feeder(&h, &k).is_ok() {
+                    sleep(down).await;
+                    if let Err(e) = faults::restart_feeder(&h, &k) {
                         return env_error(&h, e);
                     }
-                    h.out.event("restart", &format!("rf{k}"));
+                    ticket.end();
+                } else {
+                    // It finished its file meanwhile: nothing was crashed.
+                    ticket.cancel();
                 }
                 drop(claim);
             }
-        } else {
-            h.out.glyph(":f");
         }
         sleep(uniform(
             &mut rng,
@@ -321,7 +391,7 @@ pub async fn crash_source(h: Arc<Harness>, keys: Vec<String>) {
 }
 
 /// `pause`: SIGSTOP a random worker for a while, then SIGCONT it.
-pub async fn pause(h: Arc<Harness>) {
+pub async fn pause_members(h: Arc<Harness>) {
     let t = h.timings.clone();
     let mut rng = h.rng("pause");
     sleep(secs(t.crash_worker_start)).await;
@@ -330,24 +400,30 @@ pub async fn pause(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
+        let ticket = h.schedule.acquire("pause", || h.out.glyph(":p")).await;
         let members: Vec<usize> = h.cluster().members().iter().copied().collect();
-        if members.is_empty() || !h.gate_open() {
+        if members.is_empty() || h.finished() {
+            ticket.cancel();
             continue;
         }
         let i = members[rng.gen_range(0..members.len())];
         let Some(claim) = h.claim(&worker_name(i)) else {
+            ticket.cancel();
             continue;
         };
-        h.out.event("pause", &format!("p{i}"));
-        h.cluster().signal_worker(i, Signal::SIGSTOP);
-        h.counters.pauses.fetch_add(1, Ordering::Relaxed);
-        sleep(uniform(&mut rng, t.pause_min, t.pause_max)).await;
+        let stopped = uniform(&mut rng, t.pause_min, t.pause_max);
+        h.schedule.decide(
+            "pause",
+            format!("pause {} for={:.3}", worker_name(i), stopped.as_secs_f64()),
+        );
+        faults::pause_worker(&h, i);
+        sleep(stopped).await;
         if h.finished() {
             return;
         }
-        h.cluster().signal_worker(i, Signal::SIGCONT);
-        h.out.event("resume", &format!("u{i}"));
+        faults::resume_worker(&h, i);
         drop(claim);
+        ticket.end();
     }
 }
 
@@ -362,125 +438,155 @@ pub async fn grow_shrink(h: Arc<Harness>, grow: bool, shrink: bool) {
         if h.finished() {
             return;
         }
-        if grow && rng.gen_range(0..10) < 5 {
-            let next = {
-                let c = h.cluster();
-                (1..super::spec::MAX_WORKERS).find(|i| !c.members().contains(i))
-            };
-            if let Some(i) = next {
-                let name = worker_name(i);
-                if let Some(claim) = h.claim(&name) {
-                    h.out.event("join", &format!("Join {name}."));
-                    if let Err(e) = h.cluster().start_worker(i, Start::Join) {
-                        return env_error(&h, e);
-                    }
-                    h.counters.joins.fetch_add(1, Ordering::Relaxed);
-                    drop(claim);
-                    let addr = h.cluster().external_addr(i);
-                    if let Err(out) =
-                        query::poll_ready(addr, Instant::now() + secs(t.grow_ready)).await
-                    {
-                        h.out
-                            .line(&format!("GROW LOOP join {name}: pause the world: {out}"));
-                        return h.violation(
-                            "grow",
-                            format!("{name} did not become ready after joining: {out}"),
-                        );
-                    }
-                }
-            }
+        if grow && rng.gen_range(0..10) < 5 && !join_one(&h).await {
+            return;
         }
-        if shrink && rng.gen_range(0..10) < 5 {
-            let members: Vec<usize> = h
-                .cluster()
-                .members()
-                .iter()
-                .copied()
-                .filter(|&i| i != 0)
-                .collect();
-            for i in members {
-                if rng.gen_range(0..10) >= 5 {
-                    continue;
-                }
-                let name = worker_name(i);
-                let Some(claim) = h.claim(&name) else {
-                    continue;
-                };
-                // The shrink request goes to the initializer: not while a
-                // crash loop has it down (try again next round), and it
-                // stays up until the shrink is done.
-                let Some(init_claim) = h.claim(&worker_name(0)) else {
-                    break;
-                };
-                h.out.event("shrink", &format!("Shrink {name}"));
-                match shrink_worker(&h, i).await {
-                    Ok(()) => h.counters.shrinks.fetch_add(1, Ordering::Relaxed),
-                    Err(out) => {
-                        h.out
-                            .line(&format!("GROW LOOP shrink {name}: pause the world: {out}"));
-                        return h.violation("shrink", format!("shrinking {name} failed: {out}"));
-                    }
-                };
-                drop(init_claim);
-                drop(claim);
-                break;
-            }
+        if shrink && rng.gen_range(0..10) < 5 && !shrink_one(&h, &mut rng).await {
+            return;
         }
         sleep(Duration::from_secs(1)).await;
     }
 }
 
-/// Shrinks worker `i` through the initializer and waits for it to leave.
-/// The caller holds the worker's claim.
-pub async fn shrink_worker(h: &Harness, i: usize) -> Result<(), String> {
+/// Joins the lowest worker index that is not a member; the joiner stays
+/// claimed until it is ready. Returns false if the run ended.
+async fn join_one(h: &Harness) -> bool {
+    let ticket = h.schedule.acquire("join", || h.out.glyph(":g")).await;
+    let next = {
+        let c = h.cluster();
+        (1..super::spec::MAX_WORKERS).find(|i| !c.members().contains(i))
+    };
+    let claim = next.and_then(|i| h.claim(&worker_name(i)).map(|c| (i, c)));
+    let Some((i, claim)) = claim.filter(|_| !h.finished()) else {
+        ticket.cancel();
+        return !h.finished();
+    };
     let name = worker_name(i);
-    let init = h.cluster().external_addr(0);
-    let limit = secs(h.timings.grow_ready);
-    // A just-restarted initializer is recovering: ask it once it is ready.
-    query::poll_ready(init, Instant::now() + limit)
-        .await
-        .map_err(|e| format!("the initializer is not ready: {e}"))?;
-    query::shrink_and_wait(init, &name, limit, || h.cluster().worker_running(i)).await?;
-    h.cluster().forget_worker(i);
-    query::poll_ready(init, Instant::now() + limit)
-        .await
-        .map(|_| ())
+    h.schedule.decide("grow-shrink", format!("join {name}"));
+    if let Err(e) = faults::join_worker(h, i, false) {
+        env_error(h, e);
+        return false;
+    }
+    ticket.end();
+    let addr = h.cluster().external_addr(i);
+    let budget = secs(h.timings.grow_ready);
+    let ready = await_live(h, None, budget, |d| async move {
+        query::poll_ready(addr, d).await.map(|_| ())
+    })
+    .await;
+    drop(claim);
+    match ready {
+        Ok(()) => true,
+        Err(e) => {
+            h.out.line(&format!(
+                "GROW LOOP join {name}: pause the world: {}",
+                e.describe(budget)
+            ));
+            e.conclude(
+                h,
+                "join",
+                &format!("{name} did not become ready after joining"),
+                budget,
+            );
+            false
+        }
+    }
 }
 
-/// Ack progress: every feeder not done must see a new ack in each window.
+/// Shrinks away one random member other than the initializer (about half
+/// the time there is one). Returns false if the run ended.
+async fn shrink_one(h: &Harness, rng: &mut ChaCha8Rng) -> bool {
+    let members: Vec<usize> = h
+        .cluster()
+        .members()
+        .iter()
+        .copied()
+        .filter(|&i| i != 0)
+        .collect();
+    let Some(i) = members.into_iter().find(|_| rng.gen_range(0..10) < 5) else {
+        return true;
+    };
+    let ticket = h.schedule.acquire("shrink", || h.out.glyph(":h")).await;
+    let name = worker_name(i);
+    // The request goes to the initializer: both stay claimed until the
+    // shrink is done (not while a crash loop has it down).
+    let claims = h
+        .claim(&name)
+        .and_then(|a| h.claim(&worker_name(0)).map(|b| (a, b)));
+    let still_member = h.cluster().members().contains(&i);
+    let Some(claims) = claims.filter(|_| still_member && !h.finished()) else {
+        ticket.cancel();
+        return !h.finished();
+    };
+    h.schedule.decide("grow-shrink", format!("shrink {name}"));
+    let r = faults::shrink_worker(h, i, Some(ticket.id())).await;
+    drop(claims);
+    ticket.end();
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            let budget = secs(h.timings.grow_ready);
+            h.out.line(&format!(
+                "GROW LOOP shrink {name}: pause the world: {}",
+                e.describe(budget)
+            ));
+            e.conclude(h, "shrink", &format!("shrinking {name} failed"), budget);
+            false
+        }
+    }
+}
+
+/// Ack progress: every feeder not done must see a new ack within
+/// `ack_progress_period` seconds of quiet time (time in which no fault of
+/// crasher's was in progress): a stall while crasher keeps the cluster
+/// down is not the cluster's fault.
 pub async fn ack_progress(h: Arc<Harness>, keys: Vec<String>) {
     let t = h.timings.clone();
     sleep(secs(t.ack_progress_start)).await;
-    let mut last: BTreeMap<String, Option<u64>> = BTreeMap::new();
+    let period = secs(t.ack_progress_period);
+    let mut last: BTreeMap<String, (Option<u64>, QuietClock)> = BTreeMap::new();
     for k in &keys {
-        last.insert(k.clone(), acked(&h, k));
+        last.insert(k.clone(), (acked(&h, k), QuietClock::start(&h)));
     }
+    let mut glyph_at = Instant::now();
     loop {
-        sleep(secs(t.ack_progress_period)).await;
+        sleep(Duration::from_secs(1)).await;
         if h.finished() {
             return;
         }
         for k in &keys {
             let done = h.cluster().done_feeders().contains(k);
             let now = acked(&h, k);
-            if !done && now == last[k] {
+            let Some((prev, clock)) = last.get_mut(k) else {
+                continue;
+            };
+            if done || now != *prev {
+                *prev = now;
+                clock.reset(&h);
+                continue;
+            }
+            let quiet = clock.tick(&h);
+            if quiet >= period {
                 let log = h.cluster().run_dir().feeder_log(k);
                 let msg = format!(
                     "run_ack_progress_loop: successful ack not seen in {}",
                     log.display()
                 );
                 h.out.line(&msg);
-                return h.violation(
+                return h.liveness_violation(
                     "ack-progress",
                     format!(
-                        "{msg} (no new ack for key {k} in {}s; acked offset stays {:?})",
-                        t.ack_progress_period, now
+                        "{msg} (no new ack for key {k} in {:.0}s of quiet time; acked offset stays {:?})",
+                        quiet.as_secs_f64(),
+                        now
                     ),
                 );
             }
-            last.insert(k.clone(), now);
         }
-        h.out.glyph("{AP}");
+        if glyph_at.elapsed() >= period {
+            glyph_at = Instant::now();
+            h.out.glyph("{AP}");
+        }
     }
 }
 
@@ -491,33 +597,83 @@ fn acked(h: &Harness, key: &str) -> Option<u64> {
         .and_then(|s| s.acked)
 }
 
+/// The last NOTIFY answers of one feeder, read from its log incrementally.
+#[derive(Debug, Default)]
+struct NotifyWindow {
+    offset: u64,
+    /// Whether each recent `added Stream` line said `is_open=True`.
+    recent: std::collections::VecDeque<bool>,
+}
+
+impl NotifyWindow {
+    const SIZE: usize = 20;
+
+    /// Reads the log's new whole lines.
+    fn advance(&mut self, log: &Path) {
+        let Ok(mut f) = std::fs::File::open(log) else {
+            return;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            // Rotated or truncated: start over.
+            self.offset = 0;
+        }
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.offset += end as u64;
+        for line in String::from_utf8_lossy(&buf[..end]).lines() {
+            if line.contains("MultiSourceConnector added Stream") {
+                self.recent.push_back(line.contains("is_open=True"));
+                if self.recent.len() > Self::SIZE {
+                    self.recent.pop_front();
+                }
+            }
+        }
+    }
+
+    fn all_rejected(&self) -> bool {
+        self.recent.len() == Self::SIZE && !self.recent.iter().any(|&open| open)
+    }
+}
+
 /// Registry progress: a feeder whose last 20 NOTIFY answers were all
-/// rejections cannot get its stream: a stream-registry bug.
+/// rejections cannot get its stream: a stream-registry bug. Logs are read
+/// incrementally, off the runtime's threads.
 pub async fn registry_progress(h: Arc<Harness>, keys: Vec<String>) {
-    const WINDOW: usize = 20;
     let t = h.timings.clone();
     sleep(secs(t.registry_progress_start)).await;
+    let mut windows: BTreeMap<String, NotifyWindow> = BTreeMap::new();
     loop {
         if h.finished() {
             return;
         }
         for k in &keys {
             let log = h.cluster().run_dir().feeder_log(k);
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let added: Vec<&str> = text
-                .lines()
-                .filter(|l| l.contains("MultiSourceConnector added Stream"))
-                .collect();
-            let recent = &added[added.len().saturating_sub(WINDOW)..];
-            if recent.len() == WINDOW && !recent.iter().any(|l| l.contains("is_open=True")) {
+            let mut w = windows.remove(k).unwrap_or_default();
+            let (w, l) = tokio::task::spawn_blocking(move || {
+                w.advance(&log);
+                (w, log)
+            })
+            .await
+            .unwrap_or_default();
+            let rejected = w.all_rejected();
+            windows.insert(k.clone(), w);
+            if rejected {
                 let msg = format!(
                     "run_registry_progress_loop: \"MultiSourceConnector added Stream.*is_open=True\" not seen in {}",
-                    log.display()
+                    l.display()
                 );
                 h.out.line(&msg);
                 return h.violation(
                     "registry-progress",
-                    format!("{msg}: the last {WINDOW} NOTIFYs of key {k} were all rejected"),
+                    format!(
+                        "{msg}: the last {} NOTIFYs of key {k} were all rejected",
+                        NotifyWindow::SIZE
+                    ),
                 );
             }
         }

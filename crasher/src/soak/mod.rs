@@ -7,23 +7,30 @@
 //! exit 1), an environment error (exit 2), or nothing concluded (exit 3).
 
 pub mod cluster;
+pub mod disk;
+pub mod diskfaults;
+pub mod diskfull;
+pub mod faults;
 pub mod glyphs;
 pub mod harness;
+pub mod liveness;
 pub mod loops;
+pub mod netfaults;
+pub mod network;
 pub mod ports;
 pub mod profile;
 pub mod query;
 pub mod record;
 pub mod rundir;
 pub mod sanity;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod timings;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +45,7 @@ use harness::{Harness, OnFailure, Outcome};
 use ports::PortBlock;
 use profile::{Mode, Profile};
 use rundir::RunDir;
+use schedule::{Schedule, ScheduleConfig, ScheduleMode};
 use spec::SoakSpec;
 use timings::{secs, Timings};
 
@@ -86,35 +94,56 @@ pub struct SoakArgs {
     /// This run's directory (default: RUNS/<run-id>).
     #[arg(long, env = "CRASHER_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Clear a --run-dir that holds an earlier run before using it
+    /// (default: refuse it; a directory that is not a run's is never cleared).
+    #[arg(long)]
+    pub force: bool,
     /// Where runs and cached input files live.
     #[arg(long, env = "CRASHER_RUNS", default_value = "crasher-runs")]
     pub runs: PathBuf,
     /// Bug to switch on in the reference workers (passthrough --inject).
     #[arg(long, env = "CRASHER_INJECT")]
     pub inject: Option<String>,
+    /// Worker state directories: plain, or lossy (a lossyfs mount per node,
+    /// needed by power-loss and power-loss-all; see docs/disk.md).
+    /// Default: the profile's [disk] mode.
+    #[arg(long, env = "CRASHER_DISK", value_enum)]
+    pub disk: Option<disk::DiskMode>,
+    /// Network: loopback (default; or the profile's [network] mode) or
+    /// lab (every worker in a network namespace of its own on a private
+    /// bridge; needed by partition, isolate, one-way, bridge, flaky; see
+    /// docs/network.md).
+    #[arg(long, env = "CRASHER_NETWORK", value_enum, value_name = "MODE")]
+    pub network: Option<network::NetworkMode>,
     /// Override a loop timing: NAME=SECONDS (repeatable, or comma-separated).
     #[arg(long = "timing", env = "CRASHER_TIMINGS", value_name = "NAME=SECONDS")]
     pub timings: Vec<String>,
+    /// When faults fire: `isolated` waits until the previous fault's effect
+    /// was observed (new commits on every fed key) before the next one;
+    /// `overlapping` runs every fault loop on its own timer (the original);
+    /// `mixed` isolates all but a share of faults (--overlap-share).
+    #[arg(long, env = "CRASHER_SCHEDULE", value_enum, default_value = "isolated")]
+    pub schedule: ScheduleMode,
+    /// `--schedule mixed`: the share of faults that may overlap (0 to 1).
+    #[arg(long, env = "CRASHER_OVERLAP_SHARE", default_value_t = 0.25, value_parser = parse_share)]
+    pub overlap_share: f64,
+    /// The verdict is unknown (exit 3) unless each requested fault kind was
+    /// observed at least this many times (0: only report coverage).
+    #[arg(long, env = "CRASHER_MIN_OBSERVED", default_value_t = 1)]
+    pub min_observed: u64,
 }
 
-/// Parses `250ms`, `30s`, `5m`, `2h` or a bare number of seconds.
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("{s:?} is not a share between 0 and 1"))
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h` or a bare number of seconds (the
+/// one duration syntax of every crasher option: [`procs::parse_duration`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m or 2h"))?;
-    let mult = match unit {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(n * mult).map_err(|e| format!("{s:?}: {e}"))
+    procs::parse_duration(s)
 }
 
 /// Runs a soak to its verdict.
@@ -127,13 +156,46 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::USAGE));
         }
     };
+    if let Err(e) = spec.check_possible() {
+        eprintln!("crasher: {e}");
+        return Ok(ExitCode::from(exit::USAGE));
+    }
     let profile = Profile::load(&args.profile)?;
+    if let Some(bug) = &args.inject {
+        let builtin_worker = profile.worker.program == "{crasher}"
+            && profile.worker.args.first().map(String::as_str) == Some("passthrough");
+        if builtin_worker {
+            use clap::ValueEnum;
+            if passthrough::bugs::Bug::from_str(bug, false).is_err() {
+                let known: Vec<String> = passthrough::bugs::Bug::value_variants()
+                    .iter()
+                    .filter_map(|b| b.to_possible_value().map(|v| v.get_name().to_owned()))
+                    .collect();
+                eprintln!(
+                    "crasher: --inject {bug:?}: the reference cluster has no such bug switch; known: {}",
+                    known.join(", ")
+                );
+                return Ok(ExitCode::from(exit::USAGE));
+            }
+        }
+    }
     if (spec.grow || spec.shrink || !spec.customs.is_empty()) && !profile.capabilities.grow {
         eprintln!(
             "crasher: profile {} cannot grow or shrink its cluster (capabilities.grow = false)",
             profile.origin
         );
         return Ok(ExitCode::from(exit::USAGE));
+    }
+    if spec.disk.needs_lossy() && disk_mode(&args, &profile) != disk::DiskMode::Lossy {
+        eprintln!(
+            "crasher: power-loss and power-loss-all need lossy disks: add --disk lossy \
+             (or [disk] mode = \"lossy\" in the profile)"
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let net_words: Vec<&str> = spec.net.iter().map(|f| f.word()).collect();
+    if let Some(code) = network::enter(args.network.unwrap_or(profile.network.mode), &net_words) {
+        return Ok(code);
     }
     let mut timings = Timings::default();
     timings.apply(&args.timings).map_err(anyhow::Error::msg)?;
@@ -147,7 +209,18 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = rt.block_on(soak(args, spec, profile, timings))?;
+    let code = match rt.block_on(soak(args, spec, profile, timings)) {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<verify::input::InputError>(),
+                Some(verify::input::InputError::Interrupted { .. })
+            ) =>
+        {
+            eprintln!("crasher: {e:#}");
+            ExitCode::from(exit::UNKNOWN)
+        }
+        r => r?,
+    };
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(code)
 }
@@ -181,6 +254,16 @@ fn loop_names(spec: &SoakSpec, mode: Mode) -> Vec<String> {
     for c in &spec.customs {
         v.push(format!("RUN: {c}"));
     }
+    for (on, name) in [
+        (spec.disk.power_loss, "power-loss"),
+        (spec.disk.power_loss_all, "power-loss-all"),
+        (spec.disk.corrupt, "corrupt"),
+        (spec.disk.truncate, "truncate"),
+    ] {
+        if on {
+            v.push(format!("RUN: disk fault loop {name}"));
+        }
+    }
     let checks = [
         (
             spec.no_ack_progress || mode == Mode::Tcp,
@@ -197,6 +280,11 @@ fn loop_names(spec: &SoakSpec, mode: Mode) -> Vec<String> {
         v.push(format!("{}RUN: {name}", if off { "NO " } else { "" }));
     }
     v
+}
+
+/// The disk mode of a run: `--disk`, else the profile's.
+pub fn disk_mode(args: &SoakArgs, profile: &Profile) -> disk::DiskMode {
+    args.disk.unwrap_or(profile.disk.mode)
 }
 
 /// A harness ready to start a cluster: run directory, output, inputs,
@@ -220,12 +308,7 @@ pub async fn prepare(
 ) -> anyhow::Result<Prepared> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let run_id = rundir::new_run_id();
-    let run = RunDir::create(&args.runs, args.run_dir.as_deref(), &run_id).with_context(|| {
-        format!(
-            "cannot create the run directory under {}",
-            args.runs.display()
-        )
-    })?;
+    let run = RunDir::claim(&args.runs, args.run_dir.as_deref(), &run_id, args.force)?;
     let out = Glyphs::new(&run.run_log(), false)?;
     out.line(&format!("Run {run_id} in {}", run.root().display()));
     out.line(&format!(
@@ -245,13 +328,54 @@ pub async fn prepare(
         worker_count: spec.workers,
         inject: args.inject.clone(),
     };
-    let cluster = Cluster::new(profile, run.clone(), ports, settings)?;
-    let mut gate = BTreeSet::new();
-    if spec.crash_sink {
-        gate.insert("sink".to_owned());
+    let lossy = disk_mode(args, &profile) == disk::DiskMode::Lossy;
+    let lab_mode = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
+    let observable = !spec.no_sanity && profile.mode == Mode::Connector;
+    let mut cluster = Cluster::new(profile, run.clone(), ports, settings)?;
+    let schedule = Schedule::new(
+        ScheduleConfig {
+            mode: args.schedule,
+            overlap_share: args.overlap_share,
+            observe_timeout: secs(timings.observe_timeout),
+            observable,
+            quiet_window: secs(timings.quiet_window),
+        },
+        harness::loop_rng(seed, "schedule"),
+    );
+    out.line(&format!(
+        "Schedule: {}{}",
+        args.schedule,
+        match args.schedule {
+            ScheduleMode::Mixed => format!(
+                " ({:.0}% of faults may overlap)",
+                args.overlap_share * 100.0
+            ),
+            _ => String::new(),
+        }
+    ));
+    if lossy {
+        if !std::path::Path::new("/dev/fuse").exists() {
+            anyhow::bail!(
+                "--disk lossy: /dev/fuse is missing: this machine cannot mount FUSE file systems"
+            );
+        }
+        cluster.use_lossy_disks();
+        out.line("Disk: lossy (each worker's state directory is a lossyfs mount)");
     }
-    for c in &spec.crash_workers {
-        gate.insert(c.index.to_string());
+    if lab_mode {
+        anyhow::ensure!(
+            network::is_inner(),
+            "--network lab is for soaks (`crasher NUM ... --network lab`) only"
+        );
+        let lab = netlab::Lab::create(&[(procs::RUN_ID_VAR, &run_id)])
+            .context("cannot build the lab network")?;
+        out.line(&format!(
+            "Network: lab (bridge {} at {}, worker N at {})",
+            netlab::BRIDGE,
+            netlab::LAB_ADDR,
+            "198.18.0.(10+N)"
+        ));
+        cluster.set_lab(lab);
     }
     let h = Arc::new(Harness::new(
         cluster,
@@ -259,7 +383,7 @@ pub async fn prepare(
         timings,
         seed,
         args.on_failure,
-        gate,
+        schedule,
     ));
     install_panic_hook();
     let interrupts = watch_interrupts();
@@ -324,13 +448,31 @@ async fn soak(
         tasks.spawn(loops::crash_source(h.clone(), keys.clone()));
     }
     if spec.pause {
-        tasks.spawn(loops::pause(h.clone()));
+        tasks.spawn(loops::pause_members(h.clone()));
     }
     if spec.grow || spec.shrink {
         tasks.spawn(loops::grow_shrink(h.clone(), spec.grow, spec.shrink));
     }
+    if !spec.net.is_empty() {
+        tasks.spawn(netfaults::run(h.clone(), spec.net.clone()));
+    }
     for c in &spec.customs {
-        tasks.spawn(sanity::custom(h.clone(), c.clone()));
+        tasks.spawn(crate::recipe::soak_custom(h.clone(), c.clone()));
+    }
+    if spec.disk.power_loss {
+        tasks.spawn(diskfaults::power_loss(h.clone(), false));
+    }
+    if spec.disk.power_loss_all {
+        tasks.spawn(diskfaults::power_loss(h.clone(), true));
+    }
+    if spec.disk.corrupt {
+        tasks.spawn(diskfaults::surgery(h.clone(), diskfaults::Surgery::Corrupt));
+    }
+    if spec.disk.truncate {
+        tasks.spawn(diskfaults::surgery(
+            h.clone(),
+            diskfaults::Surgery::Truncate,
+        ));
     }
     if !spec.no_ack_progress && mode == Mode::Connector {
         tasks.spawn(loops::ack_progress(h.clone(), keys.clone()));
@@ -357,6 +499,7 @@ async fn soak(
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    netfaults::heal_all(&h);
     Ok(conclude(&h, &args, &spec, &inputs, start, &mut interrupts).await)
 }
 
@@ -373,7 +516,32 @@ async fn ensure_inputs(
 ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let keys: Vec<u8> = args.keys.iter().map(|k| k.as_bytes()[0]).collect();
     let (dir, bytes, seed) = (dir.to_owned(), args.input_bytes, seed_for_inputs(args));
-    tokio::task::spawn_blocking(move || ensure_input_files(&dir, &keys, bytes, seed, tcp)).await?
+    // Generating big inputs takes a while and comes before the run's own
+    // signal handling: a Ctrl-C, SIGTERM, SIGHUP or SIGQUIT meanwhile
+    // stops it and removes the partial file.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let cancel = cancel.clone();
+        let handlers = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+            SignalKind::quit(),
+        ]
+        .map(signal);
+        tokio::spawn(async move {
+            let mut streams: Vec<_> = handlers.into_iter().flatten().collect();
+            let any = futures::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv())));
+            any.await;
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        ensure_input_files_cancellable(&dir, &keys, bytes, seed, tcp, &cancel)
+    })
+    .await;
+    watcher.abort();
+    result?
 }
 
 /// The folder input files of this size and seed are cached in, under `runs`.
@@ -393,6 +561,23 @@ pub fn ensure_input_files(
     seed: u64,
     tcp: bool,
 ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    ensure_input_files_cancellable(dir, keys, input_bytes, seed, tcp, &never)
+}
+
+/// Inputs this big get a progress bar (on a terminal) and a line saying so.
+const BIG_INPUTS: u64 = 256 * 1024 * 1024;
+
+/// [`ensure_input_files`] that checks free space first, shows progress for
+/// big inputs, and stops (removing the partial file) once `cancel` is set.
+pub fn ensure_input_files_cancellable(
+    dir: &std::path::Path,
+    keys: &[u8],
+    input_bytes: u64,
+    seed: u64,
+    tcp: bool,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut out = BTreeMap::new();
     let mut missing = Vec::new();
@@ -410,8 +595,33 @@ pub fn ensure_input_files(
             seed,
             tcp,
         };
-        verify::input::write_input_files(dir, &spec)
-            .with_context(|| format!("cannot create input files in {}", dir.display()))?;
+        let total = verify::input::spec_file_len(&spec).saturating_mul(spec.keys.len() as u64);
+        let bar = (total >= BIG_INPUTS).then(|| {
+            eprintln!(
+                "crasher: writing {} input file(s), {total} bytes in all, in {}",
+                spec.keys.len(),
+                dir.display()
+            );
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "input files [{bar:40}] {bytes}/{total_bytes} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let mut progress = |n: u64| {
+            if let Some(b) = &bar {
+                b.inc(n);
+            }
+        };
+        let written =
+            verify::input::write_input_files_cancellable(dir, &spec, &mut progress, cancel);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        written.with_context(|| format!("cannot create input files in {}", dir.display()))?;
     }
     Ok(out)
 }
@@ -419,6 +629,44 @@ pub fn ensure_input_files(
 /// Starts sink, initializer, workers and feeders in stages and waits for
 /// readiness.
 pub async fn start_up(h: &Arc<Harness>, spec: &SoakSpec) -> Result<(), Outcome> {
+    tokio::select! {
+        r = start_up_stages(h, spec) => r,
+        o = death_at_start_up(h) => Err(o),
+    }
+}
+
+/// Resolves when a process of the run exits during start-up (nothing
+/// crasher started should exit then): an environment error with the
+/// process's own last log lines, at once rather than after a readiness
+/// timeout.
+async fn death_at_start_up(h: &Harness) -> Outcome {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut chld = signal(SignalKind::child()).ok();
+    loop {
+        match chld.as_mut() {
+            Some(c) => {
+                let _ = tokio::time::timeout(Duration::from_millis(500), c.recv()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+        let deaths = h.cluster().reap(|_| false);
+        let failed = deaths
+            .into_iter()
+            .find(|d| !(d.success && d.who.starts_with("feeder.")));
+        if let Some(d) = failed {
+            let log = h.cluster().run_dir().log_of(&d.who);
+            return Outcome::Environment(format!(
+                "{} exited during start-up ({}); last lines of {}:\n{}",
+                d.who,
+                d.status,
+                log.display(),
+                loops::tail_lines(&log, 10)
+            ));
+        }
+    }
+}
+
+async fn start_up_stages(h: &Arc<Harness>, spec: &SoakSpec) -> Result<(), Outcome> {
     let env = |e: cluster::ClusterError| Outcome::Environment(e.to_string());
     let t = &h.timings;
     // Stage: sink, before any worker (the original's GH #3123).
@@ -484,16 +732,22 @@ async fn wait_outcome(h: &Harness) {
     }
 }
 
-/// Counts SIGINT and SIGTERM: the first asks for a graceful teardown
-/// (seen through the returned receiver); a second kills every process of
-/// the run at once and exits.
+/// Counts SIGINT, SIGTERM, SIGHUP (a closed terminal or SSH session) and
+/// SIGQUIT (Ctrl-\\), every catchable signal that would otherwise end
+/// crasher and orphan the run's processes: the first asks for a graceful
+/// teardown (seen through the returned receiver); a second kills every
+/// process of the run at once and exits.
 fn watch_interrupts() -> tokio::sync::watch::Receiver<u32> {
     let (tx, rx) = tokio::sync::watch::channel(0u32);
+    // Installed before returning, so no signal slips in before the task runs.
+    let handlers = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+    );
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = handlers else {
             return;
         };
         let mut n = 0u32;
@@ -501,6 +755,8 @@ fn watch_interrupts() -> tokio::sync::watch::Receiver<u32> {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
+                _ = quit.recv() => {}
             }
             n += 1;
             let _ = tx.send(n);
@@ -536,6 +792,39 @@ fn unix_ms() -> u128 {
         .as_millis()
 }
 
+/// Why the run's verdict cannot be "holds" for lack of fault coverage: a
+/// requested fault kind observed fewer than `min` times (fired fewer
+/// than `min` times where nothing can be observed).
+fn unobserved(h: &Harness, spec: &SoakSpec, min: u64) -> Option<String> {
+    if min == 0 {
+        return None;
+    }
+    let cov = h.schedule.coverage();
+    let observable = h.schedule.observable();
+    let short: Vec<String> = spec
+        .fault_kinds()
+        .into_iter()
+        .filter_map(|kind| {
+            let c = cov.get(&kind).cloned().unwrap_or_default();
+            let seen = if observable { c.observed } else { c.fired };
+            (seen < min).then(|| {
+                if observable {
+                    format!("{kind} (fired {}, observed {})", c.fired, c.observed)
+                } else {
+                    format!("{kind} (fired {})", c.fired)
+                }
+            })
+        })
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "requested faults were not {} at least {min} time(s): {} (see --min-observed)",
+            if observable { "observed" } else { "fired" },
+            short.join(", ")
+        )
+    })
+}
+
 async fn conclude(
     h: &Arc<Harness>,
     args: &SoakArgs,
@@ -557,7 +846,7 @@ async fn conclude(
             h.out
                 .line_as("violation", &format!("VIOLATION ({check}): {diagnosis}"));
             if h.on_failure == OnFailure::Pause {
-                let stopped_ms = sanity::wait_all_stopped(h, decided);
+                let stopped_ms = sanity::wait_all_stopped(decided);
                 h.out.line_as("pause", "Pause the world!");
                 print_duration();
                 let manifest = sanity::write_manifest(h, args, check, diagnosis, stopped_ms);
@@ -578,7 +867,14 @@ async fn conclude(
         Outcome::Success(msg) => {
             h.out.line(msg);
             print_duration();
-            exit::HOLDS
+            h.out.line(&h.schedule.summary_line());
+            match unobserved(h, spec, args.min_observed) {
+                Some(why) => {
+                    h.out.line(&format!("Verdict unknown: {why}"));
+                    exit::UNKNOWN
+                }
+                None => exit::HOLDS,
+            }
         }
         Outcome::DurationReached => {
             let summary = sanity::final_summary(h, inputs).await;
@@ -589,26 +885,14 @@ async fn conclude(
                 None => h.out.line(&summary.text),
             }
             print_duration();
-            let c = &h.counters;
-            let mut never = Vec::new();
-            if spec.crash_sink && c.sink_crashes.load(Ordering::Relaxed) == 0 {
-                never.push("crash-sink");
-            }
-            if !spec.crash_workers.is_empty() && c.worker_crashes.load(Ordering::Relaxed) == 0 {
-                never.push("crashN");
-            }
-            if spec.crash_source && c.feeder_crashes.load(Ordering::Relaxed) == 0 {
-                never.push("crash-source");
-            }
+            h.out.line(&h.schedule.summary_line());
+            let never = unobserved(h, spec, args.min_observed);
             if let Some(v) = summary.violation {
                 h.out
                     .line_as("violation", &format!("VIOLATION (sanity): {v}"));
                 exit::VIOLATION
-            } else if !never.is_empty() {
-                h.out.line(&format!(
-                    "Verdict unknown: requested faults never fired: {}",
-                    never.join(", ")
-                ));
+            } else if let Some(why) = never {
+                h.out.line(&format!("Verdict unknown: {why}"));
                 exit::UNKNOWN
             } else if let Some(t) = &tcp {
                 if let Some(why) = &t.unknown {

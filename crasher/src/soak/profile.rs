@@ -57,9 +57,60 @@ pub struct Profile {
     /// What the verifier expects of committed output.
     #[serde(default)]
     pub verify_mode: VerifyMode,
+    /// How worker state directories are stored, and which of their files
+    /// are data files (`corrupt`, `truncate`).
+    #[serde(default)]
+    pub disk: Disk,
+    /// `[network] mode`: `loopback` (default) or `lab` (docs/network.md).
+    #[serde(default)]
+    pub network: super::network::NetworkSection,
     /// Where the profile came from (file path or `builtin:NAME`).
     #[serde(skip)]
     pub origin: String,
+}
+
+/// `[disk]`: how worker state directories are stored (see docs/disk.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// `plain` (default) or `lossy` (a lossyfs mount per node; `--disk`
+    /// overrides it).
+    #[serde(default)]
+    pub mode: super::disk::DiskMode,
+    /// Globs, relative to `{state}`, of the files `corrupt` and `truncate`
+    /// may hit (`*` no `/`, `**/` any folders). Default: every file.
+    #[serde(default = "all_files")]
+    pub data_files: Vec<String>,
+    /// With lossy disks: `strict` (default: a new, renamed or removed name
+    /// is durable only after an fsync of its directory) or `eager` (names
+    /// are durable at once; only file data waits for a sync, as in LazyFS).
+    #[serde(default)]
+    pub names: Names,
+}
+
+/// See [`Disk::names`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Names {
+    /// Names need a directory fsync.
+    #[default]
+    Strict,
+    /// Names are durable at once.
+    Eager,
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Disk {
+            mode: Default::default(),
+            data_files: all_files(),
+            names: Names::default(),
+        }
+    }
+}
+
+fn all_files() -> Vec<String> {
+    vec!["**".to_owned()]
 }
 
 /// How the supervisor decides that a worker is ready.
@@ -293,6 +344,11 @@ impl Profile {
                 ),
             ));
         }
+        for (i, g) in p.disk.data_files.iter().enumerate() {
+            if let Err(e) = super::disk::glob_regex(g) {
+                return Err(invalid("disk.data_files", format!("entry {i}: {e}")));
+            }
+        }
         if let Ok(program) = std::env::var("CRASHER_WORKER_PROGRAM") {
             p.worker.program = program;
         }
@@ -346,6 +402,25 @@ impl Vars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_profile_in_env_parses_with_valid_data_file_globs() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../env");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let prof = Profile::load(&p.display().to_string())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert!(!prof.disk.data_files.is_empty(), "{}", p.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} profiles in {}", dir.display());
+        let bad = "[disk]\ndata_files = [\"a\"]\nmode = \"sideways\"\n";
+        let e = Profile::parse(&format!("{}{bad}", BUILTIN[1].1), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("sideways"), "{e}");
+    }
 
     #[test]
     fn builtins_parse() {

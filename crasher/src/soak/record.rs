@@ -27,6 +27,8 @@ const WRITE_EVERY: u32 = 5;
 pub struct Recorder {
     path: std::path::PathBuf,
     inner: Mutex<Inner>,
+    /// Space kept back so the final record can be written on a full disk.
+    reserve: Mutex<Option<super::diskfull::Reserve>>,
 }
 
 struct Inner {
@@ -64,7 +66,9 @@ impl Recorder {
             };
             (run.root().join(triage::record::FILE), rec)
         };
+        let reserve = path.parent().and_then(super::diskfull::Reserve::take);
         let r = Arc::new(Recorder {
+            reserve: Mutex::new(reserve),
             path,
             inner: Mutex::new(Inner {
                 rec,
@@ -146,6 +150,31 @@ impl Recorder {
             .map(|(k, v)| ((*k).to_owned(), v.load(Ordering::Relaxed)))
             .collect();
         g.rec.checks = checks(&events, outcome.as_ref());
+        g.rec.schedule = Some(h.schedule.mode().to_string());
+        g.rec.coverage = h
+            .schedule
+            .coverage()
+            .into_iter()
+            .map(|(k, c)| {
+                let c = triage::record::FaultCoverage {
+                    fired: c.fired,
+                    observed: c.observed,
+                    overlapped: c.overlapped,
+                    recovery_s: c.recovery_s,
+                };
+                (k, c)
+            })
+            .collect();
+        g.rec.decisions = h
+            .schedule
+            .decisions()
+            .into_iter()
+            .map(|d| triage::record::Decision {
+                t: d.t,
+                source: d.source,
+                what: d.what,
+            })
+            .collect();
         g.rec.events = events;
         if let Some(Outcome::Violation { diagnosis, .. }) = &outcome {
             // Known before the end: a paused run waits for a person.
@@ -159,6 +188,16 @@ impl Recorder {
 
     /// The final record: verdict, exit code, end time.
     fn conclude(&self, h: &Harness, code: u8) {
+        // Give the reserved space back first: on a full disk it is what
+        // lets the final record replace the `running` one.
+        let reserve = self
+            .reserve
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(r) = reserve {
+            r.release();
+        }
         self.write(h);
         let mut g = self.lock();
         if g.done {
@@ -201,7 +240,12 @@ impl Recorder {
         }
         g.rec.end = Some(now_unix());
         g.done = true;
-        let _ = g.rec.write_atomic(&self.path);
+        if g.rec.write_atomic(&self.path).is_err() {
+            // No room for a second copy (a full disk that the reserve did
+            // not cover): overwrite in place, which first frees the old
+            // record's space, rather than leave the verdict at `running`.
+            let _ = std::fs::write(&self.path, g.rec.to_json());
+        }
     }
 }
 

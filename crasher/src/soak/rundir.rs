@@ -14,47 +14,120 @@
 //! ```
 //! `<runs>/current` is a symlink to the newest run, so low-level commands
 //! run from another shell find it.
+//!
+//! A soak *claims* its run directory ([`RunDir::claim`]): it takes an
+//! exclusive `flock` on `run.lock` (with its pid in it) for the run's whole
+//! lifetime, so a second soak on the same `--run-dir` is refused naming the
+//! holder, and it refuses a directory that already holds a run (its sink
+//! output, state and feeder status would be mixed into the new run's
+//! verdict) unless `--force` clears it first.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
 
 /// Paths of one run.
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
     id: String,
+    /// The run's lock, for a run directory this process claimed: released
+    /// when the last clone is dropped (or the process dies).
+    lock: Option<Arc<Flock<fs::File>>>,
+}
+
+/// The lock file of a claimed run directory: an exclusive `flock` held by
+/// the supervisor for the run's lifetime, its pid as the file's text.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// Files and folders that mark a directory as a crasher run directory
+/// (what `--force` may clear).
+const RUN_MARKERS: &[&str] = &[
+    "run.log",
+    "run.json",
+    "run.events",
+    "state.json",
+    "paused.json",
+    "sink",
+    "logs",
+    "state",
+];
+
+/// Entries that never count as an earlier run's content.
+const IGNORED: &[&str] = &[LOCK_FILE, ".lock"];
+
+/// Why a run directory cannot be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// Another process holds the directory's lock.
+    #[error(
+        "run directory {} is in use by crasher pid {holder} (it holds {}); \
+         wait for that run to end or stop it with `crasher stop --run-dir {}`, \
+         or choose another --run-dir",
+        dir.display(), dir.join(LOCK_FILE).display(), dir.display()
+    )]
+    InUse {
+        /// The run directory.
+        dir: PathBuf,
+        /// The holder's pid as its lock file says (`unknown` if unreadable).
+        holder: String,
+    },
+    /// The directory holds an earlier run.
+    #[error(
+        "run directory {} already holds a run ({found}): reusing it would mix that run's \
+         sink output, state and feeder status into this run's verdict. Give --force to \
+         clear it first, clear it with `crasher reset --run-dir {}`, or choose a new --run-dir",
+        dir.display(), dir.display()
+    )]
+    HoldsRun {
+        /// The run directory.
+        dir: PathBuf,
+        /// Some of what is in it.
+        found: String,
+    },
+    /// `--force` was given for a directory that is not a run directory.
+    #[error(
+        "run directory {} is not empty and does not look like a crasher run directory \
+         ({found}): refusing to clear it, even with --force; choose another --run-dir",
+        dir.display()
+    )]
+    NotARunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Some of what is in it.
+        found: String,
+    },
+    /// A file-system operation failed.
+    #[error("run directory {}: cannot {what}: {err}", dir.display())]
+    Io {
+        /// The run directory.
+        dir: PathBuf,
+        /// What was being done.
+        what: String,
+        /// The OS error (not a `source`: it is printed once, here).
+        err: io::Error,
+    },
 }
 
 /// A fresh run id: UTC time plus random bits, sortable and unique.
 pub fn new_run_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (d, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(d as i64);
-    format!(
-        "{y:04}{m:02}{day:02}-{:02}{:02}{:02}-{:04x}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        rand::random::<u16>()
-    )
+    run_id_at(SystemTime::now(), rand::random::<u16>())
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// `YYYYMMDD-HHMMSS-xxxx` for `t` (UTC) and `tag`.
+fn run_id_at(t: SystemTime, tag: u16) -> String {
+    // `2026-12-02T20:59:57Z` → `20261202-205957`.
+    let stamp: String = humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect();
+    format!("{stamp}-{tag:04x}")
 }
 
 impl RunDir {
@@ -78,7 +151,75 @@ impl RunDir {
         Ok(RunDir {
             root,
             id: id.to_owned(),
+            lock: None,
         })
+    }
+
+    /// Claims the run directory of a new soak: `explicit` if given, else
+    /// `<runs>/<id>`. Takes the directory's lock (held as long as this
+    /// `RunDir` or a clone lives), refuses a directory that already holds a
+    /// run unless `force` (which clears it, if it looks like a run
+    /// directory), then creates it as [`RunDir::create`] does.
+    pub fn claim(
+        runs: &Path,
+        explicit: Option<&Path>,
+        id: &str,
+        force: bool,
+    ) -> Result<RunDir, ClaimError> {
+        let root = match explicit {
+            Some(p) => p.to_owned(),
+            None => runs.join(id),
+        };
+        let io_err = |what: &str| {
+            let dir = root.clone();
+            let what = what.to_owned();
+            move |err| ClaimError::Io { dir, what, err }
+        };
+        fs::create_dir_all(&root).map_err(io_err("create it"))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(root.join(LOCK_FILE))
+            .map_err(io_err(&format!("open {LOCK_FILE}")))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = f.read_to_string(&mut text);
+                let holder = match text.trim() {
+                    "" => "unknown".to_owned(),
+                    t => t.to_owned(),
+                };
+                return Err(ClaimError::InUse { dir: root, holder });
+            }
+            Err((_, e)) => return Err(io_err(&format!("lock {LOCK_FILE}"))(e.into())),
+        };
+        let found = earlier_run(&root).map_err(io_err("list it"))?;
+        if !found.is_empty() {
+            let shown = found.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+            if !force {
+                return Err(ClaimError::HoldsRun {
+                    dir: root,
+                    found: shown,
+                });
+            }
+            if !found.iter().any(|f| RUN_MARKERS.contains(&f.as_str())) {
+                return Err(ClaimError::NotARunDir {
+                    dir: root,
+                    found: shown,
+                });
+            }
+            clear(&root).map_err(io_err("clear it (--force)"))?;
+        }
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| write!(*lock, "{}", std::process::id()))
+            .map_err(io_err(&format!("write {LOCK_FILE}")))?;
+        let mut dir = RunDir::create(runs, Some(&root), id).map_err(io_err("set it up"))?;
+        dir.lock = Some(Arc::new(lock));
+        Ok(dir)
     }
 
     /// The existing run directory `root` of run `id` (a later command of a
@@ -87,7 +228,13 @@ impl RunDir {
         RunDir {
             root: root.to_owned(),
             id: id.to_owned(),
+            lock: None,
         }
+    }
+
+    /// Whether this process holds the run directory's lock.
+    pub fn is_claimed(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// Moves a worker's log aside as `NAME.<epoch-ms>.log` (one timestamp,
@@ -123,14 +270,19 @@ impl RunDir {
         self.sink_dir().join("output")
     }
 
+    /// The current log of process `who` (`sink`, a worker name, `feeder.K`).
+    pub fn log_of(&self, who: &str) -> PathBuf {
+        self.root.join(format!("logs/{who}.log"))
+    }
+
     /// The sink's log.
     pub fn sink_log(&self) -> PathBuf {
-        self.root.join("logs/sink.log")
+        self.log_of("sink")
     }
 
     /// A worker's current log.
     pub fn worker_log(&self, name: &str) -> PathBuf {
-        self.root.join(format!("logs/{name}.log"))
+        self.log_of(name)
     }
 
     /// A worker's resilience directory.
@@ -140,7 +292,7 @@ impl RunDir {
 
     /// A feeder's log.
     pub fn feeder_log(&self, key: &str) -> PathBuf {
-        self.root.join(format!("logs/feeder.{key}.log"))
+        self.log_of(&format!("feeder.{key}"))
     }
 
     /// A feeder's machine-readable status file.
@@ -164,15 +316,52 @@ impl RunDir {
     }
 }
 
+/// What in `root` belongs to an earlier run: every entry but the lock
+/// files and empty `sink`, `logs` and `state` folders, sorted.
+fn earlier_run(root: &Path) -> io::Result<Vec<String>> {
+    let mut found = Vec::new();
+    for e in fs::read_dir(root)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if IGNORED.contains(&name.as_str()) {
+            continue;
+        }
+        let empty_dir = e.file_type()?.is_dir()
+            && ["sink", "logs", "state"].contains(&name.as_str())
+            && fs::read_dir(e.path())?.next().is_none();
+        if !empty_dir {
+            found.push(name);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes everything in `root` but its lock files.
+fn clear(root: &Path) -> io::Result<()> {
+    for e in fs::read_dir(root)? {
+        let e = e?;
+        if IGNORED.contains(&e.file_name().to_string_lossy().as_ref()) {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            fs::remove_dir_all(e.path())?;
+        } else {
+            fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates_are_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn run_ids_carry_the_utc_time() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_763_881_262);
+        assert_eq!(run_id_at(t, 0xab), "20251123-070102-00ab");
+        assert_eq!(run_id_at(UNIX_EPOCH, 0), "19700101-000000-0000");
     }
 
     #[test]
@@ -182,5 +371,62 @@ mod tests {
         assert!(a.sink_dir().is_dir());
         let b = RunDir::create(t.path(), None, "b").unwrap();
         assert_eq!(fs::read_link(t.path().join("current")).unwrap(), b.root());
+    }
+
+    #[test]
+    fn a_run_directory_that_holds_a_run_is_refused_unless_forced() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        let a = RunDir::claim(t.path(), Some(&d), "a", false).unwrap();
+        fs::write(a.run_log(), "old").unwrap();
+        fs::write(a.sink_prefix().with_extension("0"), "old output").unwrap();
+        drop(a);
+        let e = RunDir::claim(t.path(), Some(&d), "b", false).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, ClaimError::HoldsRun { .. }), "{msg}");
+        assert!(
+            msg.contains(&d.display().to_string()) && msg.contains("--force"),
+            "{msg}"
+        );
+        assert!(msg.contains("crasher reset"), "{msg}");
+        let b = RunDir::claim(t.path(), Some(&d), "b", true).unwrap();
+        assert!(!b.run_log().exists());
+        assert_eq!(fs::read_dir(b.sink_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn force_never_clears_a_directory_that_is_not_a_run() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("thesis.tex"), "precious").unwrap();
+        let e = RunDir::claim(t.path(), Some(t.path()), "a", true).unwrap_err();
+        assert!(matches!(e, ClaimError::NotARunDir { .. }), "{e}");
+        assert!(t.path().join("thesis.tex").exists());
+    }
+
+    #[test]
+    fn a_claimed_run_directory_is_locked_for_its_lifetime() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        let a = RunDir::claim(t.path(), Some(&d), "a", false).unwrap();
+        let e = RunDir::claim(t.path(), Some(&d), "b", true).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        drop(a);
+        RunDir::claim(t.path(), Some(&d), "b", false).unwrap();
+    }
+
+    #[test]
+    fn a_run_directory_under_a_regular_file_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "").unwrap();
+        let d = t.path().join("f/run");
+        let msg = RunDir::claim(t.path(), Some(&d), "a", false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&d.display().to_string()), "{msg}");
+        assert!(!msg.contains("os error 20): "), "{msg}");
     }
 }

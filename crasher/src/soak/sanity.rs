@@ -10,12 +10,9 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use tokio::time::sleep;
 
-use super::cluster::Start;
 use super::harness::{Harness, Outcome};
-use super::loops::{poll_all_ready, shrink_worker};
+use super::liveness::QuietClock;
 use super::profile::{Mode, VerifyMode};
-use super::query;
-use super::spec::worker_name;
 use super::timings::secs;
 use super::SoakArgs;
 
@@ -48,9 +45,13 @@ impl Sanity {
         inputs: &BTreeMap<String, PathBuf>,
         mode: Mode,
     ) -> anyhow::Result<Sanity> {
-        let (sink_dir, sink_log) = {
+        let (sink_dir, sink_log, verify_mode) = {
             let c = h.cluster();
-            (c.run_dir().sink_dir(), c.run_dir().sink_log())
+            (
+                c.run_dir().sink_dir(),
+                c.run_dir().sink_log(),
+                c.profile().verify_mode,
+            )
         };
         let mut progress = BTreeMap::new();
         for (k, p) in inputs {
@@ -69,7 +70,7 @@ impl Sanity {
                     sink_dir,
                     inputs.iter().map(|(k, p)| (k.as_bytes()[0], p.clone())),
                 )?
-                .with_mode(match h.cluster().profile().verify_mode {
+                .with_mode(match verify_mode {
                     VerifyMode::ExactlyOnce => verify::check::Mode::ExactlyOnce,
                     VerifyMode::AtLeastOnce => verify::check::Mode::AtLeastOnce,
                 }),
@@ -156,7 +157,8 @@ impl Sanity {
     pub async fn run(mut self, h: Arc<Harness>) {
         let period = secs(h.timings.sanity_period);
         let grace = secs(h.timings.acked_commit_grace);
-        let mut done_since: BTreeMap<String, Instant> = BTreeMap::new();
+        // Quiet time since each key's feeder saw its last ack.
+        let mut done_since: BTreeMap<String, QuietClock> = BTreeMap::new();
         loop {
             sleep(period).await;
             if h.finished() {
@@ -174,26 +176,33 @@ impl Sanity {
                     return h.finish(Outcome::Environment(format!("verification failed: {e}")))
                 }
             }
-            if let Some(why) = disk_nearly_full(h.cluster().run_dir().root()) {
+            let root = h.cluster().run_dir().root().to_owned();
+            if let Some(why) = disk_nearly_full(&root) {
                 return h.finish(Outcome::Environment(why));
+            }
+            // One snapshot of this round's figures for every check below.
+            let progress = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if self.mode == Mode::Connector {
+                let figures: BTreeMap<String, (u64, bool)> = progress
+                    .iter()
+                    .map(|(k, p)| (k.clone(), (p.verified, p.verified < p.input_len)))
+                    .collect();
+                h.schedule.progress(&figures);
             }
             let done: Vec<String> = h.cluster().done_feeders().iter().cloned().collect();
             for k in &done {
-                let since = *done_since.entry(k.clone()).or_insert_with(Instant::now);
-                let short = self
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(k)
-                    .filter(|p| p.verified < p.input_len)
-                    .cloned();
+                let clock = done_since
+                    .entry(k.clone())
+                    .or_insert_with(|| QuietClock::start(&h));
+                let quiet = clock.tick(&h);
+                let short = progress.get(k).filter(|p| p.verified < p.input_len);
                 if let (Some(p), Mode::Connector) = (short, self.mode) {
-                    if since.elapsed() >= grace {
+                    if quiet >= grace {
                         let v = format!(
-                            "SANITY3: key {k}: the feeder saw its last line acked, but only {} of {} bytes are committed after {:.0}s: acked data was lost",
+                            "SANITY3: key {k}: the feeder saw its last line acked, but only {} of {} bytes are committed after {:.0}s of quiet time: acked data was lost",
                             p.verified,
                             p.input_len,
-                            grace.as_secs_f64()
+                            quiet.as_secs_f64()
                         );
                         h.out.line(&v);
                         return h.violation("sanity", v);
@@ -340,18 +349,11 @@ pub fn tcp_unknown(received: u64, idle: f64, all_done: bool, stall: f64) -> Opti
 
 /// Waits (briefly) until every process of the run is in the stopped state
 /// and returns the milliseconds from detection to the last one stopping.
-pub fn wait_all_stopped(h: &Harness, decided: Instant) -> f64 {
-    let pids: Vec<u32> = h.cluster().processes().iter().map(|p| p.2).collect();
+pub fn wait_all_stopped(decided: Instant) -> f64 {
+    let pids: Vec<i32> = super::cluster::registered();
     procs::wait_until(Instant::now() + Duration::from_secs(2), || {
-        pids.iter().all(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit_once(')').is_some_and(|(_, r)| {
-                        matches!(r.trim_start().chars().next(), Some('T' | 't' | 'Z' | 'X'))
-                    })
-                })
-                .unwrap_or(true)
-        })
+        pids.iter()
+            .all(|&pid| procs::stat::stat(pid as u32).map_or(true, |s| s.stopped() || s.dead()))
     });
     decided.elapsed().as_secs_f64() * 1000.0
 }
@@ -393,177 +395,6 @@ pub fn write_manifest(
     let path = c.run_dir().pause_manifest();
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
     Ok(path)
-}
-
-/// Runs one of the original's custom scenarios by name.
-pub async fn custom(h: Arc<Harness>, name: String) {
-    let r = match name.as_str() {
-        "run_custom1" => custom1(&h).await,
-        "run_custom2" => custom2(&h).await,
-        "run_custom4" => custom4(&h).await,
-        "run_custom5" => custom5(&h).await,
-        "run_custom3006" => custom3006(&h).await,
-        "run_custom_crashsink_crash0_overlap" => crashsink_crash0_overlap(&h).await,
-        other => Err(format!("unknown scenario {other}")),
-    };
-    if let Err(e) = r {
-        if !h.finished() {
-            h.out.line(&format!("{name}: {e}"));
-            h.violation(&name, e);
-        }
-    }
-}
-
-async fn ready0(h: &Harness, what: &str) -> Result<(), String> {
-    let addr = h.cluster().external_addr(0);
-    query::poll_ready(
-        addr,
-        tokio::time::Instant::now() + secs(h.timings.grow_ready),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| format!("{what}: {e}"))
-}
-
-async fn shrink(h: &Harness, i: usize) -> Result<(), String> {
-    let name = worker_name(i);
-    h.out.event("shrink", &format!("Shrink {name}"));
-    let _claim = h.claim(&name);
-    shrink_worker(h, i)
-        .await
-        .map_err(|e| format!("shrinking {name}: {e}"))
-}
-
-async fn join(h: &Harness, i: usize, again: bool) -> Result<(), String> {
-    let name = worker_name(i);
-    h.out.event(
-        "join",
-        &format!("Join {name}{}", if again { " again" } else { "." }),
-    );
-    h.cluster()
-        .start_worker(i, Start::Join)
-        .map_err(|e| e.to_string())?;
-    let addr = h.cluster().external_addr(i);
-    query::poll_ready(
-        addr,
-        tokio::time::Instant::now() + secs(h.timings.grow_ready),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| format!("joining {name}: {e}"))
-}
-
-async fn crash_restart(
-    h: &Harness,
-    i: usize,
-    crash_glyph: &str,
-    start_glyph: &str,
-    gap: f64,
-) -> Result<(), String> {
-    let name = worker_name(i);
-    let _claim = h.claim(&name);
-    h.out.event("crash", crash_glyph);
-    h.cluster().crash_worker(i).map_err(|e| e.to_string())?;
-    if let Some(aside) = h.cluster().rotate_worker_log(i) {
-        tokio::task::spawn_blocking(move || super::cluster::gzip_file(&aside));
-    }
-    sleep(secs(gap)).await;
-    h.cluster()
-        .start_worker(i, Start::Restart)
-        .map_err(|e| e.to_string())?;
-    h.out.event("restart", start_glyph);
-    Ok(())
-}
-
-async fn custom1(h: &Harness) -> Result<(), String> {
-    sleep(secs(2.0)).await;
-    shrink(h, 2).await?;
-    sleep(secs(2.0)).await;
-    join(h, 2, true).await?;
-    poll_all_ready(h, secs(h.timings.grow_ready))
-        .await
-        .map(|_| ())
-}
-
-async fn custom2(h: &Harness) -> Result<(), String> {
-    sleep(secs(2.0)).await;
-    for i in 4..=8 {
-        join(h, i, false).await?;
-    }
-    shrink(h, 7).await?;
-    sleep(secs(2.0)).await;
-    join(h, 7, true).await?;
-    poll_all_ready(h, secs(h.timings.grow_ready))
-        .await
-        .map(|_| ())
-}
-
-async fn custom4(h: &Harness) -> Result<(), String> {
-    sleep(secs(3.0)).await;
-    for i in [7, 1, 3, 6, 2] {
-        if !h.cluster().members().contains(&i) {
-            continue;
-        }
-        shrink(h, i).await?;
-        ready0(h, &format!("custom4 shrinking worker{i}")).await?;
-        sleep(secs(1.3)).await;
-    }
-    Ok(())
-}
-
-async fn custom5(h: &Harness) -> Result<(), String> {
-    sleep(secs(2.0)).await;
-    for _ in 0..2 {
-        shrink(h, 2).await?;
-        ready0(h, "custom5 shrink_worker 2").await?;
-        shrink(h, 1).await?;
-        ready0(h, "custom5 shrink_worker 1").await?;
-        join(h, 1, true).await?;
-        join(h, 2, true).await?;
-        sleep(secs(1.5)).await;
-    }
-    join(h, 3, false).await
-}
-
-async fn custom3006(h: &Harness) -> Result<(), String> {
-    sleep(secs(2.0)).await;
-    loop {
-        if h.finished() {
-            return Ok(());
-        }
-        crash_restart(h, 0, "c0", "s0", 0.2).await?;
-        h.counters
-            .worker_crashes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ready0(h, "custom3006 cmd start-initializer").await?;
-        sleep(secs(1.5)).await;
-    }
-}
-
-async fn crashsink_crash0_overlap(h: &Harness) -> Result<(), String> {
-    sleep(secs(4.0)).await;
-    let sink_claim = h.claim("sink");
-    h.out.event("crash", "cS");
-    h.cluster().crash_sink().map_err(|e| e.to_string())?;
-    sleep(secs(0.1)).await;
-    let init_claim = h.claim("initializer");
-    h.out.event("crash", "c0");
-    h.cluster().crash_worker(0).map_err(|e| e.to_string())?;
-    sleep(secs(0.1)).await;
-    h.out.event("restart", "rS");
-    h.cluster().start_sink().map_err(|e| e.to_string())?;
-    drop(sink_claim);
-    sleep(secs(0.1)).await;
-    h.out.event("restart", "s0");
-    h.cluster()
-        .start_worker(0, Start::Restart)
-        .map_err(|e| e.to_string())?;
-    drop(init_claim);
-    ready0(
-        h,
-        "initializer after overlapping sink and initializer crashes",
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -36,6 +36,74 @@ pub struct SoakSpec {
     pub no_clean_old_gzip_files: bool,
     /// `run_customX` scenarios, by name.
     pub customs: Vec<String>,
+    /// Disk faults: `power-loss`, `power-loss-all`, `corrupt`, `truncate`
+    /// (see `diskfaults.rs`).
+    pub disk: DiskFaults,
+    /// Network faults (`partition`, `isolate`, `one-way`, `bridge`,
+    /// `flaky`; need `--network lab`), in the order given, without repeats.
+    pub net: Vec<NetFault>,
+}
+
+/// The disk fault words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskFaults {
+    /// `power-loss`: SIGKILL a random node, drop its un-synced writes, restart it.
+    pub power_loss: bool,
+    /// `power-loss-all`: the same for every node at once.
+    pub power_loss_all: bool,
+    /// `corrupt`: flip a bit in a data file of a random node while it is down.
+    pub corrupt: bool,
+    /// `truncate`: cut a data file of a random node short while it is down.
+    pub truncate: bool,
+}
+
+impl DiskFaults {
+    /// Whether any disk fault is asked for.
+    pub fn any(&self) -> bool {
+        self.power_loss || self.power_loss_all || self.corrupt || self.truncate
+    }
+
+    /// Whether a power loss is asked for (these need `--disk lossy`).
+    pub fn needs_lossy(&self) -> bool {
+        self.power_loss || self.power_loss_all
+    }
+}
+
+/// A network fault word (see `soak::netfaults` and docs/network.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NetFault {
+    /// Two random halves, a majority and a minority, cut from each other.
+    Partition,
+    /// One random node cut from every other node and from the lab.
+    Isolate,
+    /// Packets from one random node to another dropped, one way only.
+    OneWay,
+    /// Two halves that cannot talk, and one node that talks to both.
+    Bridge,
+    /// A random node's link drops a share of its packets.
+    Flaky,
+}
+
+impl NetFault {
+    /// Every network fault word.
+    pub const ALL: [NetFault; 5] = [
+        NetFault::Partition,
+        NetFault::Isolate,
+        NetFault::OneWay,
+        NetFault::Bridge,
+        NetFault::Flaky,
+    ];
+
+    /// The word on the command line.
+    pub fn word(self) -> &'static str {
+        match self {
+            NetFault::Partition => "partition",
+            NetFault::Isolate => "isolate",
+            NetFault::OneWay => "one-way",
+            NetFault::Bridge => "bridge",
+            NetFault::Flaky => "flaky",
+        }
+    }
 }
 
 /// One `crashN[.slow]` word.
@@ -116,6 +184,19 @@ impl SoakSpec {
                 "no-sanity" => spec.no_sanity = true,
                 "no-clean-old-gzip-files" => spec.no_clean_old_gzip_files = true,
                 "grow" => spec.grow = true,
+                "power-loss" => spec.disk.power_loss = true,
+                "power-loss-all" => spec.disk.power_loss_all = true,
+                "corrupt" => spec.disk.corrupt = true,
+                "truncate" => spec.disk.truncate = true,
+                w if NetFault::ALL.iter().any(|f| f.word() == w) => {
+                    let f = NetFault::ALL
+                        .into_iter()
+                        .find(|f| f.word() == w)
+                        .unwrap_or(NetFault::Partition);
+                    if !spec.net.contains(&f) {
+                        spec.net.push(f);
+                    }
+                }
                 "shrink" => spec.shrink = true,
                 "grow-and-shrink" | "shrink-and-grow" => {
                     spec.grow = true;
@@ -139,6 +220,70 @@ impl SoakSpec {
             }
         }
         Ok(spec)
+    }
+}
+
+impl SoakSpec {
+    /// Refuses fault words that can never fire in this cluster (a usage
+    /// error, not a run that passes without them): crashing a worker that
+    /// is never started, shrinking a cluster of the initializer alone.
+    pub fn check_possible(&self) -> Result<(), SpecError> {
+        for c in &self.crash_workers {
+            if c.index >= self.workers && !self.grow {
+                return Err(SpecError(format!(
+                    "crash{}: the cluster has workers 0..{} and does not grow (add `grow`), so \
+                     worker {} never exists",
+                    c.index,
+                    self.workers - 1,
+                    c.index
+                )));
+            }
+        }
+        if self.shrink && self.workers == 1 && !self.grow {
+            return Err(SpecError(
+                "shrink: a cluster of 1 worker has only the initializer, which is never shrunk \
+                 (start 2 or more workers, or add `grow`)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fault kinds this run asks for, as the schedule counts them
+    /// (`crash-sink`, `crashN`, `crash-source`, `pause`, `join`, `shrink`).
+    pub fn fault_kinds(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.crash_sink {
+            v.push("crash-sink".to_owned());
+        }
+        for c in &self.crash_workers {
+            v.push(format!("crash{}", c.index));
+        }
+        if self.crash_source {
+            v.push("crash-source".to_owned());
+        }
+        if self.pause {
+            v.push("pause".to_owned());
+        }
+        if self.grow {
+            v.push("join".to_owned());
+        }
+        if self.shrink {
+            v.push("shrink".to_owned());
+        }
+        let d = &self.disk;
+        for (on, word) in [
+            (d.power_loss, "power-loss"),
+            (d.power_loss_all, "power-loss-all"),
+            (d.corrupt, "corrupt"),
+            (d.truncate, "truncate"),
+        ] {
+            if on {
+                v.push(word.to_owned());
+            }
+        }
+        v.extend(self.net.iter().map(|f| f.word().to_owned()));
+        v
     }
 }
 
@@ -194,6 +339,11 @@ mod tests {
             .unwrap();
         assert_eq!(s.crash_workers.len(), 3);
         assert!(s.crash_workers[1].slow && s.grow && s.shrink && s.crash_sink && s.crash_source);
+        let s = parse("3 power-loss power-loss-all corrupt truncate").unwrap();
+        assert!(s.disk.power_loss && s.disk.power_loss_all && s.disk.corrupt && s.disk.truncate);
+        assert!(s.disk.needs_lossy());
+        assert!(!parse("3 corrupt").unwrap().disk.needs_lossy());
+        assert!(parse("3 power-loss-some").is_err());
     }
 
     #[test]
@@ -206,6 +356,23 @@ mod tests {
         assert!(parse("2 frobnicate").is_err());
         assert!(parse("2 run_custom99").is_err());
         assert!(parse("reset-only").is_err());
+    }
+
+    #[test]
+    fn faults_that_can_never_fire_are_refused() {
+        assert!(parse("2 crash5").unwrap().check_possible().is_err());
+        assert!(parse("2 crash5 grow").unwrap().check_possible().is_ok());
+        assert!(parse("1 shrink").unwrap().check_possible().is_err());
+        assert!(parse("1 grow-and-shrink").unwrap().check_possible().is_ok());
+        assert!(parse("2 crash1 shrink").unwrap().check_possible().is_ok());
+    }
+
+    #[test]
+    fn network_fault_words_parse() {
+        let s = parse("3 crash1 partition isolate one-way bridge flaky partition").unwrap();
+        assert_eq!(s.net, NetFault::ALL.to_vec());
+        assert!(parse("3").unwrap().net.is_empty());
+        assert!(parse("3 oneway").is_err());
     }
 
     #[test]

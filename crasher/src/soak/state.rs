@@ -48,14 +48,10 @@ impl ProcRecord {
         if !self.alive() {
             return "dead";
         }
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
-        match stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.trim_start().chars().next())
-        {
-            Some('T' | 't') => "stopped",
-            Some('Z' | 'X') | None => "dead",
-            _ => "running",
+        match procs::stat::stat(self.pid) {
+            Some(s) if s.stopped() => "stopped",
+            Some(s) if !s.dead() => "running",
+            _ => "dead",
         }
     }
 }
@@ -88,6 +84,10 @@ pub struct RunState {
     /// Set for a run driven by the low-level commands (absent for a soak).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual: Option<ManualSetup>,
+    /// A `--network lab` run's network: what is cut now (`healed`,
+    /// `initializer<->worker2, worker1->lab`, ...); absent on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// How a run driven by the low-level commands was set up.
@@ -124,10 +124,16 @@ impl RunState {
     pub fn write(&self) -> io::Result<()> {
         let p = self.run_dir.join(FILE);
         let tmp = self.run_dir.join(format!(".{FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
-        drop(f);
-        std::fs::rename(tmp, p)
+        let result = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)
+            })
+            .and_then(|()| std::fs::rename(&tmp, p));
+        if result.is_err() {
+            // On a full disk, no half-written temporary is left behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
     }
 }
 

@@ -92,12 +92,48 @@ timings! {
     acked_commit_grace = 15.0,
     /// Clean old gzip files: period.
     clean_gz_period = 10.0,
+    /// Schedule: how long a fault's effect (new commits on every fed key)
+    /// is waited for before the schedule counts it unobserved and moves on.
+    observe_timeout = 30.0,
+    /// Schedule: the gap kept after a fault when nothing is verified during
+    /// the run (no-sanity, TCP mode), so nothing can be observed.
+    quiet_window = 3.0,
+    /// Disk faults (power-loss, corrupt, truncate): wait before the first.
+    disk_fault_start = 5.0,
+    /// Gap between power losses is U[min, max).
+    power_loss_gap_min = 5.0,
+    /// See `power_loss_gap_min`.
+    power_loss_gap_max = 12.0,
+    /// Gap between corruptions or truncations is U[min, max).
+    corrupt_gap_min = 10.0,
+    /// See `corrupt_gap_min`.
+    corrupt_gap_max = 20.0,
+    /// Down-time of a node hit by a disk fault is U[0, this).
+    disk_fault_down = 2.0,
+    /// Readiness wait for the whole cluster after a disk fault.
+    disk_fault_ready = 30.0,
     /// Start-up: readiness wait for the whole cluster.
     startup_ready = 30.0,
+    /// Network faults: wait before the first one.
+    net_start = 5.0,
+    /// Gap between network faults (healed to next fault) is U[min, max).
+    net_gap_min = 3.0,
+    /// See `net_gap_min`.
+    net_gap_max = 8.0,
+    /// A network fault is held U[min, max) seconds, then healed.
+    net_hold_min = 2.0,
+    /// See `net_hold_min` (kept below `crash_worker_ready`).
+    net_hold_max = 6.0,
+    /// `flaky`: percent of the node's packets dropped, each way.
+    net_flaky_percent = 30.0,
     /// TCP mode: a timed run whose receiver got nothing for this long at
     /// the end while blasters were still sending has an unknown verdict.
     tcp_receive_stall = 30.0,
 }
+
+/// The longest a timing may be: a week. Beyond it a value is a typo (and
+/// `1e300` would overflow a `Duration` and silently become 0 s).
+pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 impl Timings {
     /// Applies `NAME=SECONDS` settings.
@@ -114,9 +150,11 @@ impl Timings {
                 .trim()
                 .parse()
                 .ok()
-                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0 && *v <= MAX_SECONDS)
                 .ok_or_else(|| {
-                    format!("timing {name}: {value:?} is not a number of seconds ≥ 0")
+                    format!(
+                        "timing {name}: {value:?} is not a number of seconds from 0 to {MAX_SECONDS} (a week)"
+                    )
                 })?;
             self.set(name.trim(), v)?;
         }
@@ -142,5 +180,10 @@ mod tests {
         assert_eq!(t.crash_sink_down, 1.0);
         assert!(t.apply(&["nope=1".into()]).is_err());
         assert!(t.apply(&["sanity_period=-1".into()]).is_err());
+        let e = t.apply(&["startup_ready=1e300".into()]).unwrap_err();
+        assert!(e.contains("startup_ready"), "{e}");
+        assert!(t.apply(&["startup_ready=inf".into()]).is_err());
+        assert_eq!(t.startup_ready, 30.0);
+        t.apply(&["startup_ready=604800".into()]).unwrap();
     }
 }

@@ -78,6 +78,8 @@ pub async fn run(
                 }
                 Some(OwnerCmd::Decide { gen, c }) => emit(OwnerEvent::Done { gen, c }),
                 Some(OwnerCmd::Leave) => break,
+                // TCP mode has no 2PC: nothing to commit alone.
+                Some(OwnerCmd::CommitAlone { .. }) => {}
             },
             // Take a record batch only when the writer has room for it, so
             // a missing receiver holds the input back without blocking the

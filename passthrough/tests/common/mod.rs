@@ -85,6 +85,8 @@ pub struct Cluster {
     pub log_filter: String,
     /// Keep the files at the end even when nothing failed.
     pub keep: bool,
+    /// Extra arguments of `crasher sink` (e.g. `--por original`).
+    pub sink_args: Vec<String>,
     starts: u64,
 }
 
@@ -137,6 +139,7 @@ impl Cluster {
             tcp,
             log_filter: "info,passthrough=debug".into(),
             keep: false,
+            sink_args: Vec::new(),
             starts: 0,
         }
     }
@@ -180,7 +183,8 @@ impl Cluster {
                 .arg("--ready-file")
                 .arg(&ready)
                 .arg("--log")
-                .arg(&log);
+                .arg(&log)
+                .args(&self.sink_args);
         }
         self.sink = Some(Proc::spawn("sink", cmd, &log).unwrap());
         let mut addr = None;

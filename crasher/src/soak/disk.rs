@@ -1,0 +1,277 @@
+//! `--disk lossy`: every worker's `{state}` directory is a lossyfs mount,
+//! one `crasher lossyfs` process per node, mounted before the node first
+//! starts and unmounted when the run ends (see docs/disk.md).
+//!
+//! Also the file surgery of the `corrupt` and `truncate` faults, and the
+//! profile's data-file globs that choose the files they hit.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use procs::{Proc, RUN_ID_VAR};
+
+/// How worker state directories are stored.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskMode {
+    /// A plain directory of the run directory (a SIGKILL loses nothing).
+    #[default]
+    Plain,
+    /// A lossyfs mount: `power-loss` drops what was not fsynced.
+    Lossy,
+}
+
+/// One node's mount.
+#[derive(Debug)]
+struct Mounted {
+    proc: Proc,
+    mountpoint: PathBuf,
+}
+
+/// The lossyfs mounts of a run. Dropping it unmounts them all.
+#[derive(Debug)]
+pub struct Disks {
+    root: PathBuf,
+    crasher: PathBuf,
+    run_id: String,
+    eager_names: bool,
+    mounts: BTreeMap<String, Mounted>,
+}
+
+/// A disk that could not be mounted or acted on.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// Starting lossyfs failed.
+    #[error(transparent)]
+    Proc(#[from] procs::ProcError),
+    /// It did not mount in time.
+    #[error("lossyfs for {name} did not mount on {mountpoint} within 10 s (log: {log})")]
+    NotMounted {
+        /// Node.
+        name: String,
+        /// Where.
+        mountpoint: PathBuf,
+        /// Its log.
+        log: PathBuf,
+    },
+    /// The loss command failed.
+    #[error("power loss of {name} failed: {message}")]
+    Lose {
+        /// Node.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+    /// File system.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl Disks {
+    /// Mounts will keep their work directories in `root`
+    /// (`RUN/disks/<node>/`) and run `crasher` (this binary).
+    /// With `eager_names`, names are durable at once (`--eager-names`).
+    pub fn new(root: &Path, crasher: &Path, run_id: &str, eager_names: bool) -> Disks {
+        Disks {
+            root: root.to_owned(),
+            crasher: crasher.to_owned(),
+            run_id: run_id.to_owned(),
+            eager_names,
+            mounts: BTreeMap::new(),
+        }
+    }
+
+    /// Mounts a lossyfs on `mountpoint` for node `name` unless one runs;
+    /// returns once it is in /proc/mounts and answers on its socket.
+    pub fn ensure(&mut self, name: &str, mountpoint: &Path) -> Result<(), DiskError> {
+        if let Some(m) = self.mounts.get_mut(name) {
+            if m.proc.is_running() && lossyfs::is_mounted(&m.mountpoint) {
+                return Ok(());
+            }
+        }
+        std::fs::create_dir_all(mountpoint)?;
+        let mountpoint = std::fs::canonicalize(mountpoint)?;
+        let work = self.root.join(name);
+        std::fs::create_dir_all(&work)?;
+        let log = work.with_extension("log");
+        let mut cmd = Command::new(&self.crasher);
+        cmd.arg("lossyfs")
+            .arg(&mountpoint)
+            .arg("--dir")
+            .arg(&work)
+            .env(RUN_ID_VAR, &self.run_id);
+        if self.eager_names {
+            cmd.arg("--eager-names");
+        }
+        let mut proc = Proc::spawn(&format!("lossyfs.{name}"), cmd, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ready = procs::wait_until(deadline, || {
+            lossyfs::is_mounted(&mountpoint) && work.join("control.sock").exists()
+        });
+        if !ready || !proc.is_running() {
+            let _ = proc.terminate(Duration::from_secs(2));
+            lossyfs::unmount(&mountpoint);
+            return Err(DiskError::NotMounted {
+                name: name.to_owned(),
+                mountpoint,
+                log,
+            });
+        }
+        self.mounts
+            .insert(name.to_owned(), Mounted { proc, mountpoint });
+        Ok(())
+    }
+
+    /// Drops node `name`'s un-synced writes (its processes must be dead).
+    pub fn lose(&self, name: &str) -> Result<String, DiskError> {
+        let m = self.mounts.get(name).ok_or_else(|| DiskError::Lose {
+            name: name.to_owned(),
+            message: "no lossyfs is mounted for it".into(),
+        })?;
+        lossyfs::lose(&m.mountpoint).map_err(|e| DiskError::Lose {
+            name: name.to_owned(),
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// The pids of the lossyfs processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.mounts.values().map(|m| m.proc.pid()).collect()
+    }
+
+    /// Unmounts everything: SIGTERM (lossyfs unmounts itself), then
+    /// `fusermount3 -u` or a lazy unmount for whatever is left.
+    pub fn unmount_all(&mut self) {
+        for (_, mut m) in std::mem::take(&mut self.mounts) {
+            let _ = m.proc.terminate(Duration::from_secs(3));
+            lossyfs::unmount(&m.mountpoint);
+        }
+    }
+}
+
+impl Drop for Disks {
+    fn drop(&mut self) {
+        self.unmount_all();
+    }
+}
+
+/// Turns a glob (`*` any run of characters but `/`, `**/` any folders,
+/// `?` one character) into an anchored regex.
+pub fn glob_regex(glob: &str) -> Result<regex::Regex, String> {
+    let mut re = String::from("^");
+    let mut rest = glob;
+    while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("**/") {
+            re.push_str("(?:.*/)?");
+            rest = r;
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("**") {
+            re.push_str(".*");
+            rest = r;
+            continue;
+        }
+        match c {
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    re.push('$');
+    regex::Regex::new(&re).map_err(|e| format!("bad glob {glob:?}: {e}"))
+}
+
+/// The non-empty regular files under `dir` whose path relative to it
+/// matches one of `globs`, sorted.
+pub fn data_files(dir: &Path, globs: &[regex::Regex]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(p);
+            } else if md.is_file() && md.len() > 0 {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy();
+                if globs.iter().any(|g| g.is_match(&rel)) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Flips bit `bit` (0-7) of byte `offset` of `path`, durably (fsync).
+pub fn flip_bit(path: &Path, offset: u64, bit: u8) -> io::Result<(u8, u8)> {
+    let f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset)?;
+    let new = b[0] ^ (1 << (bit & 7));
+    f.write_all_at(&[new], offset)?;
+    f.sync_all()?;
+    Ok((b[0], new))
+}
+
+/// Cuts `path` to `len` bytes, durably (fsync).
+pub fn truncate_to(path: &Path, len: u64) -> io::Result<()> {
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        let g = glob_regex("*.json").unwrap();
+        assert!(g.is_match("coordinator.json") && !g.is_match("a/b.json"));
+        let g = glob_regex("**/*.blk").unwrap();
+        assert!(g.is_match("x.blk") && g.is_match("jetstream/s/msgs/1.blk"));
+        assert!(!g.is_match("x.idx"));
+        assert!(glob_regex("a?c").unwrap().is_match("abc"));
+        assert!(
+            glob_regex("a.c").unwrap().is_match("a.c")
+                && !glob_regex("a.c").unwrap().is_match("abc")
+        );
+    }
+
+    #[test]
+    fn surgery_flips_and_truncates() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, [0u8, 0, 0]).unwrap();
+        assert_eq!(flip_bit(&p, 1, 3).unwrap(), (0, 8));
+        assert_eq!(std::fs::read(&p).unwrap(), vec![0, 8, 0]);
+        truncate_to(&p, 1).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), vec![0]);
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/g.json"), "x").unwrap();
+        std::fs::write(d.path().join("empty.json"), "").unwrap();
+        let files = data_files(d.path(), &[glob_regex("**/*.json").unwrap()]);
+        assert_eq!(files, vec![d.path().join("sub/g.json")]);
+    }
+}

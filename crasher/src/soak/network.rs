@@ -1,0 +1,189 @@
+//! `--network lab`: the whole run in a lab network of its own (see
+//! docs/network.md and the `netlab` crate).
+//!
+//! crasher re-executes itself as
+//! `setpriv --pdeathsig KILL unshare --net --pid --mount-proc --fork --kill-child=KILL crasher ARGS`:
+//! the inner crasher is PID 1 of a new PID namespace and lives in a new
+//! network namespace (the *lab*), where it builds the bridge, the sink and
+//! the feeders run, and the node namespaces of the workers hang off. When
+//! the inner crasher dies, however it dies, the kernel kills every other
+//! process of its PID namespace, so every namespace of the run goes with
+//! them; when the outer crasher dies (even by SIGKILL), the parent-death
+//! signals kill `unshare` and then the inner crasher. The outer crasher
+//! only forwards SIGINT, SIGTERM and SIGHUP and returns the inner's exit
+//! code.
+
+use std::process::ExitCode;
+
+use crate::exit;
+
+/// Set (to `1`) in the inner crasher's environment.
+pub const INNER_VAR: &str = "CRASHER_NETLAB_INNER";
+
+/// Which network a run uses.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Every process on 127.0.0.1 of the host (no network faults).
+    #[default]
+    Loopback,
+    /// A private lab network: one namespace per worker on a bridge.
+    Lab,
+}
+
+/// `[network]` in a profile.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// `loopback` (default) or `lab`.
+    #[serde(default)]
+    pub mode: NetworkMode,
+}
+
+static INNER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process is the inner crasher of a lab run.
+pub fn is_inner() -> bool {
+    INNER.load(std::sync::atomic::Ordering::SeqCst)
+        || std::env::var_os(INNER_VAR).is_some_and(|v| v == "1")
+}
+
+/// Decides what a soak does about its network before anything starts:
+/// `Some(code)` to exit with (a usage or environment error, or the inner
+/// run's code after re-executing in a lab), `None` to go on here.
+pub fn enter(mode: NetworkMode, net_faults: &[&str]) -> Option<ExitCode> {
+    if mode != NetworkMode::Lab {
+        if !net_faults.is_empty() {
+            eprintln!(
+                "crasher: network faults ({}) need --network lab (or [network] mode = \"lab\" in the profile)",
+                net_faults.join(", ")
+            );
+            return Some(ExitCode::from(exit::USAGE));
+        }
+        return None;
+    }
+    if is_inner() {
+        // Remembered here, and not passed on to the run's processes.
+        INNER.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::env::remove_var(INNER_VAR);
+        return None;
+    }
+    if let Err(e) = netlab::preflight() {
+        eprintln!("crasher: --network lab is not available here: {e}");
+        return Some(ExitCode::from(exit::USAGE));
+    }
+    Some(reexec())
+}
+
+fn reexec() -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("crasher: cannot start the lab run: {e}");
+        ExitCode::from(exit::USAGE)
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot find crasher's own path: {e}")),
+    };
+    let (Some(setpriv), Some(unshare)) = (netlab::which("setpriv"), netlab::which("unshare"))
+    else {
+        return fail("setpriv or unshare not found (install util-linux)".into());
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e.to_string()),
+    };
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut cmd = tokio::process::Command::new(setpriv);
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(unshare)
+            .args([
+                "--net",
+                "--pid",
+                "--mount-proc",
+                "--fork",
+                "--kill-child=KILL",
+                "--",
+            ])
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .env(INNER_VAR, "1")
+            .process_group(0)
+            .kill_on_drop(true);
+        // The current-thread runtime spawns from this (main) thread, the
+        // thread the parent-death signal is tied to.
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return fail("cannot watch signals".into());
+        };
+        loop {
+            let sig = tokio::select! {
+                st = child.wait() => {
+                    return match st {
+                        Ok(st) => ExitCode::from(
+                            st.code()
+                                .and_then(|c| u8::try_from(c).ok())
+                                .unwrap_or(exit::UNKNOWN),
+                        ),
+                        Err(e) => fail(e.to_string()),
+                    };
+                }
+                _ = int.recv() => nix::sys::signal::Signal::SIGINT,
+                _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
+                _ = hup.recv() => nix::sys::signal::Signal::SIGTERM,
+            };
+            if let Some(pg) = pgid {
+                let _ = nix::sys::signal::killpg(pg, sig);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soak::profile::{Profile, BUILTIN};
+
+    #[test]
+    fn a_profile_can_ask_for_a_lab() {
+        let lab = format!("{}\n[network]\nmode = \"lab\"\n", BUILTIN[0].1);
+        assert_eq!(
+            Profile::parse(&lab, "x").unwrap().network.mode,
+            NetworkMode::Lab
+        );
+        for (name, _) in BUILTIN {
+            let p = Profile::load(name).unwrap();
+            assert_eq!(p.network.mode, NetworkMode::Loopback, "{name}");
+        }
+        let bad = format!("{}\n[network]\nmode = \"wan\"\n", BUILTIN[0].1);
+        let err = Profile::parse(&bad, "x").unwrap_err().to_string();
+        assert!(err.contains("wan"), "{err}");
+    }
+
+    #[test]
+    fn network_words_without_a_lab_are_refused() {
+        assert!(enter(NetworkMode::Loopback, &[]).is_none());
+        assert!(enter(NetworkMode::Loopback, &["partition"]).is_some());
+    }
+}
