@@ -490,6 +490,11 @@ async fn soak(
     }
 
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    if let Some(d) = args.duration {
+        let quiet = secs(h.timings.final_quiet).min(d / 6);
+        h.schedule
+            .stop_faults_at(std::time::Instant::now() + d - quiet);
+    }
     tokio::select! {
         _ = wait_outcome(&h) => {}
         _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {

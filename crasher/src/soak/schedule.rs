@@ -148,6 +148,9 @@ struct Inner {
 pub struct Schedule {
     cfg: ScheduleConfig,
     start: Instant,
+    /// No fault starts at or after this instant (the run's final recovery
+    /// window); set once the run's deadline is known.
+    cutoff: std::sync::OnceLock<Instant>,
     inner: Mutex<Inner>,
     changed: Notify,
 }
@@ -198,6 +201,7 @@ impl Schedule {
         Arc::new(Schedule {
             cfg,
             start: Instant::now(),
+            cutoff: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 rng,
                 next_id: 1,
@@ -222,6 +226,18 @@ impl Schedule {
         self.cfg.mode
     }
 
+    /// Starts no fault from `at` on: the last faults of a timed run get
+    /// their chance to be observed before it ends. Custom scenarios
+    /// ([`Schedule::force`]) are not held back.
+    pub fn stop_faults_at(&self, at: Instant) {
+        let _ = self.cutoff.set(at);
+        self.changed.notify_waiters();
+    }
+
+    fn past_cutoff(&self) -> bool {
+        self.cutoff.get().is_some_and(|&at| Instant::now() >= at)
+    }
+
     /// Waits until a fault of `kind` may fire under the schedule, then
     /// starts it. `gated` is called (about once a second) while the
     /// stabilize gate holds the fault back, so the loop can print the
@@ -243,7 +259,7 @@ impl Schedule {
                 self.expire(&mut g);
                 let gate_closed = !g.holds.is_empty();
                 let busy = !g.active.is_empty() || !g.pending.is_empty();
-                if !gate_closed && (overlap_ok || !busy) {
+                if !gate_closed && (overlap_ok || !busy) && !self.past_cutoff() {
                     return self.start_locked(&mut g, kind);
                 }
                 if gate_closed
@@ -528,6 +544,21 @@ mod tests {
         assert_eq!(cov["crash1"].observed, 1);
         assert_eq!(cov["crash-sink"].overlapped, 1);
         assert_eq!(cov["crash-sink"].observed, 0);
+    }
+
+    #[tokio::test]
+    async fn no_fault_starts_in_the_final_recovery_window() {
+        let s = sched(ScheduleMode::Overlapping);
+        s.acquire("crash1", || {}).await.end();
+        s.stop_faults_at(Instant::now());
+        let s2 = s.clone();
+        let f = tokio::spawn(async move { s2.acquire("crash1", || {}).await.id() });
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!f.is_finished(), "a fault started after the cutoff");
+        f.abort();
+        assert_eq!(s.coverage()["crash1"].fired, 1);
+        // Scripted steps are not held back.
+        assert_eq!(s.force("custom").id(), 2);
     }
 
     #[tokio::test]

@@ -95,6 +95,10 @@ timings! {
     /// Schedule: how long a fault's effect (new commits on every fed key)
     /// is waited for before the schedule counts it unobserved and moves on.
     observe_timeout = 30.0,
+    /// Schedule: a `--duration` run starts no new fault in its last
+    /// min(this, a sixth of the duration) seconds, so the last fault can be
+    /// observed before the run ends (Jepsen's final recovery).
+    final_quiet = 10.0,
     /// Schedule: the gap kept after a fault when nothing is verified during
     /// the run (no-sanity, TCP mode), so nothing can be observed.
     quiet_window = 3.0,
