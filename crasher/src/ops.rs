@@ -13,7 +13,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::exit;
-use crate::soak::state::RunState;
+use crate::run::state::RunState;
 
 /// Which run a command acts on.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,7 +31,7 @@ pub struct RunSel {
 
 /// The selected run has no `state.json`: never started, or reset.
 #[derive(Debug, thiserror::Error)]
-#[error("no run in {}: {} does not exist (never started, or reset); start one with `crasher start-sink` or a soak, or choose another with --runs, --run or --run-dir", dir.display(), dir.join(crate::soak::state::FILE).display())]
+#[error("no run in {}: {} does not exist (never started, or reset); start one with `crasher start-sink` or a soak, or choose another with --runs, --run or --run-dir", dir.display(), dir.join(crate::run::state::FILE).display())]
 pub struct NoRun {
     /// The directory looked in.
     pub dir: PathBuf,
@@ -49,7 +49,7 @@ impl RunSel {
 
     /// Whether the selected run has a state file.
     pub fn exists(&self) -> bool {
-        self.dir().join(crate::soak::state::FILE).is_file()
+        self.dir().join(crate::run::state::FILE).is_file()
     }
 
     /// Reads the selected run's state; a missing one is [`NoRun`].
@@ -287,18 +287,18 @@ fn cluster_view(st: &RunState) -> (String, Option<BTreeMap<String, String>>) {
         Ok(rt) => rt,
         Err(e) => return (format!("cannot query: {e}"), None),
     };
-    match rt.block_on(crate::soak::query::cluster_status(
+    match rt.block_on(crate::run::query::cluster_status(
         addr,
         Duration::from_secs(1),
     )) {
-        Ok(crate::soak::query::Status::Cluster(s)) => (
+        Ok(crate::run::query::Status::Cluster(s)) => (
             format!(
                 "initializer says {} workers {:?}, processing_messages={}",
                 s.worker_count, s.worker_names, s.processing_messages
             ),
             s.key_owners,
         ),
-        Ok(crate::soak::query::Status::NotInitialized) => {
+        Ok(crate::run::query::Status::NotInitialized) => {
             ("initializer says: not yet initialized".into(), None)
         }
         Err(e) => (format!("initializer does not answer ({e})"), None),
@@ -309,7 +309,7 @@ fn cluster_view(st: &RunState) -> (String, Option<BTreeMap<String, String>>) {
 /// output (input files are kept).
 pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
     let st = args.run.load()?;
-    let _lock = crate::soak::state::lock(&st.run_dir)
+    let _lock = crate::run::state::lock(&st.run_dir)
         .with_context(|| format!("cannot lock {}", st.run_dir.display()))?;
     println!(
         "WARNING: all state and output of run {} in {} is deleted",
@@ -328,7 +328,7 @@ pub fn reset(args: ResetArgs) -> anyhow::Result<ExitCode> {
     for f in [
         "paused.json",
         "state.json",
-        crate::soak::state::PROFILE_FILE,
+        crate::run::state::PROFILE_FILE,
         "run.log",
         triage::record::FILE,
         triage::record::EVENTS_FILE,

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::exit;
+use crate::run::profile::Profile;
 use crate::soak::faults;
 use crate::soak::harness::{Claim, Harness, Outcome};
 use crate::soak::liveness::{await_live, NotLive};
 use crate::soak::loops;
-use crate::soak::profile::Profile;
 use crate::soak::schedule::Ticket;
 use crate::soak::spec::{worker_name, SoakSpec};
 use crate::soak::timings::{secs, Timings};

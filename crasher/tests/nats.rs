@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crasher::soak::ports::PortBlock;
+use crasher::run::ports::PortBlock;
 use feeders::status::FeedStatus;
 use nix::sys::signal::Signal;
 use procs::{wait_until, Proc};

@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 
-use crasher::soak::profile::{Profile, BUILTIN};
+use crasher::run::profile::{Profile, BUILTIN};
 use crasher::soak::spec::SoakSpec;
 use crasher::soak::timings::{Timings, MAX_SECONDS};
 

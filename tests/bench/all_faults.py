@@ -37,6 +37,7 @@ p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 tick = os.sysconf("SC_CLK_TCK")
 page = os.sysconf("SC_PAGE_SIZE")
 samples = []  # (t, rss bytes, cpu seconds)
+trace = open(os.path.join(work, "samples.txt"), "w")
 t0 = time.monotonic()
 while p.poll() is None:
     try:
@@ -44,7 +45,14 @@ while p.poll() is None:
         rss = int(stat[21]) * page
         cpu = (int(stat[11]) + int(stat[12])) / tick
         samples.append((time.monotonic() - t0, rss, cpu))
-    except (OSError, IndexError, ValueError):
+        # Where the RSS is: anonymous memory (heap) vs file pages, and the
+        # thread count (each thread may hold a glibc malloc arena).
+        roll = dict(l.split(":", 1) for l in open(f"/proc/{p.pid}/smaps_rollup").read().splitlines()[1:])
+        anon = int(roll["Anonymous"].split()[0]) * 1024
+        threads = len(os.listdir(f"/proc/{p.pid}/task"))
+        trace.write(f"{samples[-1][0]:.0f} rss={rss} anon={anon} threads={threads} cpu={cpu:.2f}\n")
+        trace.flush()
+    except (OSError, IndexError, ValueError, KeyError):
         pass
     for _ in range(300):
         if p.poll() is not None:

@@ -14,7 +14,7 @@ import argparse, json, os, statistics, subprocess, tempfile
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--inject", required=True)
-ap.add_argument("--schedule", default="isolated")
+ap.add_argument("--schedule", default="isolated", help="`none`: pass no --schedule")
 ap.add_argument("--seeds", type=int, default=20)
 ap.add_argument("--first-seed", type=int, default=1)
 ap.add_argument("--duration", default="150s")
@@ -28,7 +28,9 @@ print("work folder:", work, flush=True)
 caught, times, rates = 0, [], []
 for seed in range(a.first_seed, a.first_seed + a.seeds):
     runs = os.path.join(work, f"seed{seed}")
-    cmd = [C, *a.words, "--inject", a.inject, "--schedule", a.schedule, "--seed", str(seed),
+    # `--schedule none`: pass no --schedule (a binary older than the flag).
+    sched = [] if a.schedule == "none" else ["--schedule", a.schedule]
+    cmd = [C, *a.words, "--inject", a.inject, *sched, "--seed", str(seed),
            "--duration", a.duration, "--on-failure", "kill", "--runs", runs]
     p = subprocess.run(cmd, capture_output=True, text=True)
     dur = next((int(l.split()[1]) / 1000 for l in p.stdout.splitlines()

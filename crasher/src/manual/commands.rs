@@ -14,10 +14,10 @@ use super::{
     StartInitializerArgs, StartSinkArgs, StartWorkerArgs, WorkerArgs,
 };
 use crate::exit;
-use crate::soak::cluster::{self, Start};
-use crate::soak::profile::Mode;
-use crate::soak::query;
-use crate::soak::rundir::RunDir;
+use crate::run::cluster::{self, Start};
+use crate::run::profile::Mode;
+use crate::run::query;
+use crate::run::rundir::RunDir;
 use crate::soak::spec::{worker_name, MAX_WORKERS};
 
 /// Rotated logs kept per worker, as the soak keeps.

@@ -5,7 +5,7 @@
 //! A command that changes the run holds the run's lock from reading the
 //! state to writing it, and re-claims the run's port block for its
 //! duration (no process holds it between commands: see
-//! [`crate::soak::ports`]).
+//! [`crate::run::ports`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,11 +19,11 @@ use nix::unistd::Pid;
 
 use super::{Fail, NewRunArgs};
 use crate::ops::RunSel;
-use crate::soak::cluster::{Cluster, Launch, Settings};
-use crate::soak::ports::{port_is_free, PortBlock};
-use crate::soak::profile::{Mode, Profile};
-use crate::soak::rundir::{self, RunDir};
-use crate::soak::state::{self, ManualSetup, ProcRecord, RunState};
+use crate::run::cluster::{Cluster, Launch, Settings};
+use crate::run::ports::{port_is_free, PortBlock};
+use crate::run::profile::{Mode, Profile};
+use crate::run::rundir::{self, RunDir};
+use crate::run::state::{self, ManualSetup, ProcRecord, RunState};
 
 /// How long a started process gets to listen on its port (or fail).
 const START_WAIT: Duration = Duration::from_secs(10);

@@ -16,7 +16,6 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::sleep;
 
-use super::disk;
 use super::faults;
 use super::harness::{Claim, Harness, Outcome};
 use super::liveness::await_live;
@@ -24,6 +23,7 @@ use super::loops::{all_ready_by, tail_lines};
 use super::schedule::Ticket;
 use super::spec::worker_name;
 use super::timings::secs;
+use crate::run::disk;
 
 /// The claim every disk fault holds while it acts: one at a time.
 const DISK: &str = "disk-faults";

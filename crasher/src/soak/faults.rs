@@ -15,13 +15,13 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
-use super::cluster::{self, ClusterError, Start};
 use super::harness::Harness;
 use super::liveness::{await_live, NotLive};
-use super::query;
 use super::schedule::FaultId;
 use super::spec::worker_name;
 use super::timings::secs;
+use crate::run::cluster::{self, ClusterError, Start};
+use crate::run::query;
 
 /// SIGKILLs worker `i` (glyph `glyph`, e.g. `c1`), then moves its log aside
 /// and gzips it in the background. Fails if the worker was not running.

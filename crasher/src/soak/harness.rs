@@ -6,15 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Notify;
 
-use super::cluster::{self, Cluster};
 use super::glyphs::Glyphs;
 use super::schedule::Schedule;
 use super::timings::Timings;
+use crate::run::cluster::Cluster;
 
 /// How the run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,9 +149,7 @@ impl Harness {
         }
         self.finished.store(true, Ordering::SeqCst);
         if matches!(outcome, Outcome::Violation { .. }) && self.on_failure == OnFailure::Pause {
-            // Through the process-group registry, not the cluster: the
-            // caller may be in the middle of a cluster operation.
-            cluster::signal_registered(Signal::SIGSTOP);
+            super::freeze::stop_the_world();
         }
         *slot = Some((outcome, Instant::now()));
         drop(slot);

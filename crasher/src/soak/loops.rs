@@ -14,14 +14,14 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::{sleep, Instant};
 
-use super::cluster::{self, ClusterError};
 use super::faults;
 use super::harness::{Harness, Outcome};
 use super::liveness::{await_live, NotLive, QuietClock};
-use super::profile::ReadinessKind;
-use super::query;
 use super::spec::{worker_index, worker_name};
 use super::timings::secs;
+use crate::run::cluster::{self, ClusterError};
+use crate::run::profile::ReadinessKind;
+use crate::run::query;
 
 /// A random time in U[lo, hi) seconds (`lo` when the range is empty): every
 /// fault loop's gaps and down-times.

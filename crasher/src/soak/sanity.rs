@@ -5,16 +5,14 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use regex::Regex;
 use tokio::time::sleep;
 
 use super::harness::{Harness, Outcome};
 use super::liveness::QuietClock;
-use super::profile::{Mode, VerifyMode};
 use super::timings::secs;
-use super::SoakArgs;
+use crate::run::profile::{Mode, VerifyMode};
 
 /// Per-key verification progress, shared with the summary.
 #[derive(Debug, Clone, Default)]
@@ -345,56 +343,6 @@ pub fn tcp_unknown(received: u64, idle: f64, all_done: bool, stall: f64) -> Opti
     } else {
         None
     }
-}
-
-/// Waits (briefly) until every process of the run is in the stopped state
-/// and returns the milliseconds from detection to the last one stopping.
-pub fn wait_all_stopped(decided: Instant) -> f64 {
-    let pids: Vec<i32> = super::cluster::registered();
-    procs::wait_until(Instant::now() + Duration::from_secs(2), || {
-        pids.iter()
-            .all(|&pid| procs::stat::stat(pid as u32).map_or(true, |s| s.stopped() || s.dead()))
-    });
-    decided.elapsed().as_secs_f64() * 1000.0
-}
-
-/// Writes `paused.json`: who is stopped, where, why, and how to go on.
-pub fn write_manifest(
-    h: &Harness,
-    args: &SoakArgs,
-    check: &str,
-    diagnosis: &str,
-    stopped_ms: f64,
-) -> std::io::Result<PathBuf> {
-    let c = h.cluster();
-    let processes: Vec<serde_json::Value> = c
-        .processes()
-        .into_iter()
-        .map(|(role, name, pid)| {
-            let ports = super::spec::worker_index(&name).map(|i| c.worker_ports(i));
-            serde_json::json!({"role": role, "name": name, "pid": pid, "pgid": pid, "ports": ports})
-        })
-        .collect();
-    let pgids: Vec<String> = c.processes().iter().map(|p| format!("-{}", p.2)).collect();
-    let manifest = serde_json::json!({
-        "run_id": c.run_dir().id(),
-        "run_dir": c.run_dir().root(),
-        "seed": h.seed,
-        "args": args.words,
-        "profile": c.profile().origin,
-        "check": check,
-        "diagnosis": diagnosis,
-        "stopped_ms_after_detection": stopped_ms,
-        "last_glyphs": h.out.tail(),
-        "sink": c.sink_addr(),
-        "processes": processes,
-        "resume": format!("kill -CONT -- {}", pgids.join(" ")),
-        "kill": format!("kill -KILL -- {}", pgids.join(" ")),
-        "crasher_pid": std::process::id(),
-    });
-    let path = c.run_dir().pause_manifest();
-    std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
-    Ok(path)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use procs::{describe_status, Proc, RUN_ID_VAR};
 use super::ports::PortBlock;
 use super::profile::{Profile, Vars};
 use super::rundir::RunDir;
-use super::spec::worker_name;
+use crate::soak::spec::worker_name;
 
 static REGISTRY: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
@@ -735,7 +735,7 @@ impl Cluster {
             check(worker_name(*i), m, &mut gone);
         }
         for d in &gone {
-            if let Some(i) = super::spec::worker_index(&d.who) {
+            if let Some(i) = crate::soak::spec::worker_index(&d.who) {
                 self.workers.remove(&i);
             }
         }

@@ -163,7 +163,7 @@ fn reexec() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::soak::profile::{Profile, BUILTIN};
+    use crate::run::profile::{Profile, BUILTIN};
 
     #[test]
     fn a_profile_can_ask_for_a_lab() {

@@ -147,11 +147,11 @@ pub async fn poll_ready(addr: SocketAddr, deadline: Instant) -> Result<ClusterSt
 /// (the external query says processing messages, or `/healthz` answers
 /// 200), or `deadline` passes: then the last answer or error.
 pub async fn poll_worker(
-    kind: crate::soak::profile::ReadinessKind,
+    kind: crate::run::profile::ReadinessKind,
     addr: SocketAddr,
     deadline: Instant,
 ) -> Result<(), String> {
-    use crate::soak::profile::ReadinessKind;
+    use crate::run::profile::ReadinessKind;
     match kind {
         ReadinessKind::External => poll_ready(addr, deadline).await.map(|_| ()),
         ReadinessKind::Healthz => poll_healthz(addr, deadline).await,
