@@ -104,12 +104,15 @@ impl Glyphs {
             kind: kind.to_owned(),
             text: text.to_owned(),
         };
-        if !(kind == "glyph" && text == ",") {
-            if let (Some(f), Ok(mut line)) = (g.events_log.as_mut(), serde_json::to_vec(&event)) {
-                line.push(b'\n');
-                // One write per event: a kill leaves at most a torn last line.
-                let _ = f.write_all(&line);
-            }
+        // Sanity rounds (`,`, one a second) are a heartbeat, not an event:
+        // neither logged nor kept (an hour's worth would only grow memory).
+        if kind == "glyph" && text == "," {
+            return;
+        }
+        if let (Some(f), Ok(mut line)) = (g.events_log.as_mut(), serde_json::to_vec(&event)) {
+            line.push(b'\n');
+            // One write per event: a kill leaves at most a torn last line.
+            let _ = f.write_all(&line);
         }
         g.events.push(event);
     }

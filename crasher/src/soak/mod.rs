@@ -16,6 +16,7 @@ pub mod harness;
 pub mod inputs;
 pub mod liveness;
 pub mod loops;
+pub mod memory;
 pub mod netfaults;
 pub mod record;
 pub mod sanity;

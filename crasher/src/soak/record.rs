@@ -320,6 +320,7 @@ pub async fn sample_loop(rec: Arc<Recorder>, h: Arc<Harness>) {
         if violation || n % WRITE_EVERY == 0 {
             told_violation |= violation;
             tokio::task::block_in_place(|| rec.write(&h));
+            super::memory::give_back();
         }
         tokio::time::sleep(Duration::from_secs_f64(SAMPLE_EVERY)).await;
     }

@@ -88,6 +88,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--keys: {k:?} is not a single letter or digit");
         }
     }
+    super::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
