@@ -261,6 +261,19 @@ fn injected_stall_after_restart_is_caught() {
     );
 }
 
+/// A key that stops committing while crasher leaves the cluster alone is a
+/// liveness violation of its own (not "no violation" at the end of a timed
+/// run): the restarted worker stalls, the schedule holds the next fault
+/// back until the crash is observed, and 8 s of quiet time pass.
+#[test]
+fn a_key_that_stops_committing_is_a_commit_progress_violation() {
+    injected(
+        "stall-after-restart",
+        &["2", "crash1", "--timing", "commit_stall=8"],
+        "liveness: commit-progress",
+    );
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [

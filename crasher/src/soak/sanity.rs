@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use regex::Regex;
 use tokio::time::sleep;
@@ -157,6 +158,7 @@ impl Sanity {
         let grace = secs(h.timings.acked_commit_grace);
         // Quiet time since each key's feeder saw its last ack.
         let mut done_since: BTreeMap<String, QuietClock> = BTreeMap::new();
+        let mut stall = CommitStall::new(&h);
         loop {
             sleep(period).await;
             if h.finished() {
@@ -186,6 +188,10 @@ impl Sanity {
                     .map(|(k, p)| (k.clone(), (p.verified, p.verified < p.input_len)))
                     .collect();
                 h.schedule.progress(&figures);
+                if let Some(v) = stall.check(&h, &progress) {
+                    h.out.line(&v);
+                    return h.liveness_violation("commit-progress", v);
+                }
             }
             let done: Vec<String> = h.cluster().done_feeders().iter().cloned().collect();
             for k in &done {
@@ -218,6 +224,56 @@ impl Sanity {
                 return h.finish(Outcome::Success("SANITY LOOP SUCCESS: EOF found!".into()));
             }
         }
+    }
+}
+
+/// The commit-progress check: a key still being fed on which nothing new is
+/// committed over `commit_stall` seconds of quiet time (no fault of
+/// crasher's in progress, see [`QuietClock`]) means the cluster is not
+/// live. Without it a system that stops working after a fault (a store lost
+/// at a power cut, a key stuck on a worker that never recovered) would end
+/// a timed run "with no violation".
+struct CommitStall {
+    limit: Duration,
+    /// Per key: the last committed figure and quiet time since it changed.
+    keys: BTreeMap<String, (u64, QuietClock)>,
+}
+
+impl CommitStall {
+    fn new(h: &Harness) -> CommitStall {
+        CommitStall {
+            limit: secs(h.timings.commit_stall),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// One round's figures; the violation text once a key reaches the limit.
+    fn check(&mut self, h: &Harness, progress: &BTreeMap<String, KeyProgress>) -> Option<String> {
+        if self.limit.is_zero() {
+            return None;
+        }
+        for (k, p) in progress {
+            let (last, clock) = self
+                .keys
+                .entry(k.clone())
+                .or_insert_with(|| (p.verified, QuietClock::start(h)));
+            if p.verified >= p.input_len || p.verified != *last {
+                *last = p.verified;
+                clock.reset(h);
+                continue;
+            }
+            let quiet = clock.tick(h);
+            if quiet >= self.limit {
+                return Some(format!(
+                    "COMMIT STALL: key {k}: nothing new committed in {:.0}s of quiet time (no fault of crasher's in progress; commit_stall={:.0}); {} of {} bytes committed",
+                    quiet.as_secs_f64(),
+                    self.limit.as_secs_f64(),
+                    p.verified,
+                    p.input_len
+                ));
+            }
+        }
+        None
     }
 }
 

@@ -90,6 +90,11 @@ timings! {
     /// Sanity: how long a key may stay short of its input after its feeder
     /// saw the last ack before that is a loss.
     acked_commit_grace = 15.0,
+    /// Sanity: how much quiet time (no fault of crasher's in progress) may
+    /// pass with not one byte newly committed on any key still being fed
+    /// before that is a liveness violation (`liveness: commit-progress`);
+    /// 0 turns the check off.
+    commit_stall = 60.0,
     /// Clean old gzip files: period.
     clean_gz_period = 10.0,
     /// Schedule: how long a fault's effect (new commits on every fed key)
