@@ -10,7 +10,8 @@
 //! given back. Two remedies, both glibc-only and harmless elsewhere:
 //!
 //! - [`limit_arenas`] at start-up, before the runtime's threads exist:
-//!   two arenas instead of up to eight per core;
+//!   two arenas instead of up to eight per core, and a fixed mmap
+//!   threshold so large short-lived buffers never fragment the heap;
 //! - [`give_back`] now and then: `malloc_trim(0)` returns every free page
 //!   of every arena to the kernel (it costs well under a millisecond here).
 
@@ -18,11 +19,16 @@
 /// started); a no-op on other C libraries.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX is a
-    // valid parameter and 2 a valid value.
+    // SAFETY: mallopt only sets allocator parameters; M_ARENA_MAX and
+    // M_MMAP_THRESHOLD are valid parameters and 2 and 128 KiB valid values.
     #[allow(unsafe_code)]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // A fixed threshold: buffers of 128 KiB and more (the run record's
+        // JSON, large verifier reads) are mapped and unmapped on their own
+        // instead of glibc raising the threshold after the first free and
+        // carving them from the heap between long-lived small objects.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
