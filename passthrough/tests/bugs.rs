@@ -132,7 +132,15 @@ fn die_randomly_exits_1_within_20_s() {
 
 #[test]
 fn lose_on_sink_reconnect_is_a_loss() {
-    let mut c = flowing(2, "lose-on-sink-reconnect");
+    // The bug loses only what a worker had sent and not yet committed when
+    // the sink went away. With a one-second feed a loaded machine could
+    // kill the sink in a moment when nothing was in flight (it happened);
+    // an eight-times longer feed keeps data in flight around the kill.
+    let mut c = Cluster::new(KEYS, 8 * SOURCE);
+    c.inject = Some("lose-on-sink-reconnect".into());
+    c.start(2);
+    c.feed_all(RATE);
+    c.wait_mid_stream(Duration::from_secs(20));
     c.kill_sink();
     c.start_sink();
     let text = complaints(&c);
