@@ -86,6 +86,50 @@ fn a_fault_that_never_fired_makes_the_verdict_unknown() {
     assert_eq!(record(t.path(), &id)["exit_code"], 3);
 }
 
+/// Every fault word, not only the crash loops: a requested fault that
+/// never fired makes an EOF success unknown (issue 12, item 4).
+#[test]
+fn any_fault_word_that_never_fired_makes_the_verdict_unknown() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout, id) = soak(
+        t.path(),
+        &[
+            "2",
+            "crash-sink",
+            "crash-source",
+            "grow-and-shrink",
+            "pause",
+            "--keys",
+            "A",
+            "--input-bytes",
+            "100000",
+            "--rate",
+            "0",
+            "--timing",
+            "crash_sink_start=600,crash_source_start=600,grow_start=600",
+            "--timing",
+            "pause_gap_min=600,pause_gap_max=601",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("SANITY LOOP SUCCESS"), "{stdout}");
+    assert!(
+        stdout.contains("Verdict unknown: requested faults were not observed"),
+        "{stdout}"
+    );
+    for fault in ["crash-sink", "crash-source", "pause"] {
+        assert!(
+            stdout.contains(&format!("{fault} (fired 0, observed 0)")),
+            "{fault} not named as never fired:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("join (fired 0, observed 0)") || stdout.contains("grow (fired 0"),
+        "grow-and-shrink not named as never fired:\n{stdout}"
+    );
+    assert_eq!(record(t.path(), &id)["exit_code"], 3);
+}
+
 /// Faults that can never fire are refused before anything starts.
 #[test]
 fn impossible_faults_are_usage_errors() {

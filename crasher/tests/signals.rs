@@ -109,31 +109,51 @@ fn kill_leftovers(id: &str) {
     }
 }
 
-fn signal_tears_down(sig: Signal) {
+fn signal_tears_down(sig: i32) {
     let mut s = Soak::start(&["2", "--duration", "60s"]);
     s.wait_for(|t| t.contains("Done, yay"));
     let id = s.run_id();
     assert!(!procs::processes_of_run(&id).is_empty());
-    kill(Pid::from_raw(s.child.id() as i32), sig).unwrap();
+    // kill(1), since nix's Signal has no real-time signals.
+    let sent = Command::new("kill")
+        .args([format!("-{sig}"), s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
     let code = s.wait_exit();
     let ok = none_left(&id);
     kill_leftovers(&id);
-    assert!(ok, "processes of run {id} survived {sig}");
+    assert!(ok, "processes of run {id} survived signal {sig}");
     assert_eq!(code, Some(3), "{}", s.stdout());
     assert!(s.stdout().contains("Interrupted"), "{}", s.stdout());
+    let record = std::fs::read_to_string(s.run_dir().join("run.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(
+        record["verdict"], "unknown",
+        "run.json after signal {sig}: {record}"
+    );
 }
 
 #[test]
 fn sighup_tears_down_like_sigterm() {
-    signal_tears_down(Signal::SIGHUP);
+    signal_tears_down(libc::SIGHUP);
 }
 
 #[test]
 fn sigquit_tears_down_like_sigterm() {
-    signal_tears_down(Signal::SIGQUIT);
+    signal_tears_down(libc::SIGQUIT);
 }
 
-/// How often `glyph` was printed after start-up (the glyph stream).
+#[test]
+fn sigusr1_tears_down_like_sigterm() {
+    signal_tears_down(libc::SIGUSR1);
+}
+
+#[test]
+fn a_real_time_signal_tears_down_like_sigterm() {
+    signal_tears_down(libc::SIGRTMIN() + 3);
+}
+
 fn count(text: &str, glyph: &str) -> usize {
     text.split_once("Done, yay ... waiting")
         .map_or(0, |(_, glyphs)| glyphs.matches(glyph).count())
@@ -177,6 +197,14 @@ fn a_sigkilled_supervisor_takes_its_children_and_keeps_every_event() {
         .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("{report}"));
     assert_eq!(n, rec.events.len(), "{report}");
+    // With every crash on record, the feeders' RESTARTs and the cluster's
+    // rollbacks after each crash are expected echoes, not evidence (with
+    // only the events of the last 10 s snapshot they used to be evidence).
+    assert!(
+        !report.contains("failure evidence:"),
+        "expected echoes of recorded faults counted as evidence:\n{report}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{report}");
     assert!(
         ok,
         "processes of run {id} survived the supervisor's SIGKILL"

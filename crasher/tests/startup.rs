@@ -68,3 +68,38 @@ fn a_worker_that_exits_at_start_up_is_reported_at_once() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_profile_template_error_is_refused_before_the_run_directory_exists() {
+    let t = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../env/passthrough.toml"
+    ))
+    .unwrap();
+    let profile = base.replacen("\"{external}\"", "\"{externl}\"", 1);
+    let line = profile
+        .lines()
+        .position(|l| l.contains("{externl}"))
+        .unwrap()
+        + 1;
+    let p = t.path().join("typo.toml");
+    std::fs::write(&p, profile).unwrap();
+    let runs = t.path().join("runs");
+    let out = crasher()
+        .args(["2", "--keys", "A", "--input-bytes", "10000", "--env"])
+        .arg(&p)
+        .arg("--runs")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("typo.toml")
+            && err.contains("worker.args")
+            && err.contains(&format!("line {line}: unknown placeholder {{externl}}")),
+        "{err}"
+    );
+    assert!(!runs.exists(), "no run directory may be created");
+}

@@ -344,6 +344,25 @@ impl Profile {
                 ),
             ));
         }
+        let roles = [
+            ("in", ports.source),
+            ("control", ports.control),
+            ("data", ports.data),
+            ("external", ports.external),
+            ("my_control", ports.my_control),
+            ("my_data", ports.my_data),
+        ];
+        for (i, (a, oa)) in roles.iter().enumerate() {
+            if let Some((b, _)) = roles[i + 1..].iter().find(|(_, ob)| ob == oa) {
+                return Err(invalid(
+                    "ports",
+                    format!(
+                        "`{a}` and `{b}` both use offset {oa}: two ports of a worker would be one"
+                    ),
+                ));
+            }
+        }
+        check_templates(&p, text).map_err(|(field, message)| invalid(field, message))?;
         for (i, g) in p.disk.data_files.iter().enumerate() {
             if let Err(e) = super::disk::glob_regex(g) {
                 return Err(invalid("disk.data_files", format!("entry {i}: {e}")));
@@ -357,6 +376,129 @@ impl Profile {
         }
         Ok(p)
     }
+}
+
+/// Placeholders every process's templates may use (`Cluster::base_vars`).
+pub const BASE_PLACEHOLDERS: &[&str] = &[
+    "crasher",
+    "run_dir",
+    "run_id",
+    "sink",
+    "sink_prefix",
+    "sink_dir",
+    "host",
+    "initializer_in",
+    "initializer_control",
+    "initializer_data",
+    "initializer_external",
+    "worker_count",
+    "rate",
+    "checkpoint_interval",
+    "inject",
+    "routes",
+    "servers",
+];
+
+/// Placeholders only a worker's templates may use (`Cluster::worker_launch`).
+pub const WORKER_PLACEHOLDERS: &[&str] = &[
+    "name",
+    "index",
+    "state",
+    "in",
+    "external",
+    "control",
+    "data",
+    "my_control",
+    "my_data",
+];
+
+/// Placeholders only a feeder's templates may use (`Cluster::feeder_launch`).
+pub const FEEDER_PLACEHOLDERS: &[&str] = &["key", "input", "status", "log"];
+
+/// The `{names}` of `template`, or what is wrong with its braces.
+fn placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in {template:?}"))?;
+        names.push(&after[..close]);
+        rest = &after[close + 1..];
+    }
+    Ok(names)
+}
+
+/// The 1-based line of `text` where `needle` first appears.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    let at = text.find(needle)?;
+    Some(text[..at].matches('\n').count() + 1)
+}
+
+/// Checks every template of `p` before anything starts: each placeholder
+/// must be one its process gets, and braces must close. The error names
+/// the field and, where it can be found in `text`, the line.
+fn check_templates(p: &Profile, text: &str) -> Result<(), (&'static str, String)> {
+    let worker: Vec<&str> = BASE_PLACEHOLDERS
+        .iter()
+        .chain(WORKER_PLACEHOLDERS)
+        .copied()
+        .collect();
+    let feeder: Vec<&str> = BASE_PLACEHOLDERS
+        .iter()
+        .chain(FEEDER_PLACEHOLDERS)
+        .copied()
+        .collect();
+    let w = &p.worker;
+    let groups: [(&'static str, &[String], &[&str]); 7] = [
+        ("worker.args", &w.args, &worker),
+        ("worker.initializer_args", &w.initializer_args, &worker),
+        ("worker.member_args", &w.member_args, &worker),
+        ("worker.join_args", &w.join_args, &worker),
+        ("worker.inject_args", &w.inject_args, &worker),
+        ("sink.args", &p.sink.args, BASE_PLACEHOLDERS),
+        ("feeder.args", &p.feeder.args, &feeder),
+    ];
+    let at = |needle: &str| match line_of(text, needle) {
+        Some(n) => format!("line {n}: "),
+        None => String::new(),
+    };
+    for (field, templates, known) in groups.iter() {
+        for t in templates.iter() {
+            let names = placeholders(t).map_err(|e| {
+                let tail = &t[t.rfind('{').unwrap_or(0)..];
+                let first = tail.lines().next().unwrap_or(tail);
+                (*field, format!("{}{e}", at(first)))
+            })?;
+            if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
+                return Err((
+                    *field,
+                    format!(
+                        "{}unknown placeholder {{{bad}}} (this process gets: {})",
+                        at(&format!("{{{bad}}}")),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    for (field, program) in [
+        ("worker.program", &w.program),
+        ("sink.program", &p.sink.program),
+        ("feeder.program", &p.feeder.program),
+    ] {
+        if program.contains('{') && program != "{crasher}" {
+            return Err((
+                field,
+                format!(
+                    "{}a program is a path, a name or `{{crasher}}`, not {program:?}",
+                    at(program)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Values for template placeholders.
@@ -420,6 +562,54 @@ mod tests {
         let bad = "[disk]\ndata_files = [\"a\"]\nmode = \"sideways\"\n";
         let e = Profile::parse(&format!("{}{bad}", BUILTIN[1].1), "t.toml").unwrap_err();
         assert!(e.to_string().contains("sideways"), "{e}");
+    }
+
+    /// The built-in passthrough profile's text with `from` replaced by `to`.
+    fn passthrough_with(from: &str, to: &str) -> String {
+        let text = BUILTIN.iter().find(|(n, _)| *n == "passthrough").unwrap().1;
+        assert!(text.contains(from), "{from:?} not in the built-in profile");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_refused_at_load_naming_field_and_line() {
+        let text = passthrough_with("\"{name}\"", "\"{nmae}\"");
+        let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
+        let line = text.lines().position(|l| l.contains("{nmae}")).unwrap() + 1;
+        assert!(e.starts_with("p.toml: field worker.args: "), "{e}");
+        assert!(
+            e.contains(&format!("line {line}: unknown placeholder {{nmae}}")),
+            "{e}"
+        );
+        // A placeholder only workers get is unknown to the feeder.
+        let text = passthrough_with("\"{input}\"", "\"{state}\"");
+        let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains("field feeder.args"), "{e}");
+        assert!(e.contains("unknown placeholder {state}"), "{e}");
+    }
+
+    #[test]
+    fn an_unclosed_brace_is_refused_at_load_with_its_line() {
+        let text = passthrough_with("\"{name}\"", "\"{name\"");
+        let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
+        let line = text.lines().position(|l| l.contains("\"{name\"")).unwrap() + 1;
+        assert!(e.contains("field worker.args"), "{e}");
+        assert!(e.contains(&format!("line {line}: unclosed `{{`")), "{e}");
+    }
+
+    #[test]
+    fn two_roles_on_one_port_offset_are_refused() {
+        let text = passthrough_with("my_data = 5", "my_data = 2");
+        let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains("field ports"), "{e}");
+        assert!(e.contains("`data` and `my_data` both use offset 2"), "{e}");
+    }
+
+    #[test]
+    fn a_program_with_a_placeholder_other_than_crasher_is_refused() {
+        let text = passthrough_with("program = \"{crasher}\"", "program = \"{run_dir}/w\"");
+        let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains("field worker.program"), "{e}");
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! When a disk fills suddenly (faster than the sanity loop's free-space
 //! check notices), the first symptom is usually a process that dies with
 //! ENOSPC, and the death monitor would report it as a violation. Every
-//! outcome therefore passes through [`reclassify`]: a violation decided
-//! while the run directory's file system is (nearly) full, or whose
-//! diagnosis is an ENOSPC, becomes an environment error (exit 2) labelled
-//! by whose writes failed:
+//! outcome therefore passes through [`reclassify`]: a violation whose
+//! diagnosis is an ENOSPC, or any violation but a safety one decided while
+//! the run directory's file system is (nearly) full, becomes an
+//! environment error (exit 2) labelled by whose writes failed (a safety
+//! violation on a full disk stays one, with a note):
 //!
 //! - `DISK FULL (harness)`: crasher's own side (its sink, feeders, run
 //!   record) could not write: the verdict is about the machine, not the
@@ -50,18 +51,39 @@ pub fn says_enospc(text: &str) -> bool {
 /// The outcome to report instead of `outcome` if the disk holding
 /// `run_dir` is full (see the module doc); other outcomes pass unchanged.
 pub fn reclassify(run_dir: &Path, outcome: Outcome) -> Outcome {
+    reclassify_with_free(run_dir, free_bytes(run_dir), outcome)
+}
+
+/// [`reclassify`] with the free space given. A safety violation (the
+/// sanity check: data lost, duplicated, reordered or corrupted) whose
+/// diagnosis is not itself an ENOSPC stays a violation on a full disk: the
+/// sink fsyncs before it commits and dies when it cannot write, so a full
+/// disk leaves committed output short, never wrong, and a real finding
+/// must not be hidden by a coincidence. It gets a note about the disk.
+fn reclassify_with_free(run_dir: &Path, free: Option<u64>, outcome: Outcome) -> Outcome {
     let Outcome::Violation { check, diagnosis } = &outcome else {
         return outcome;
     };
-    let free = free_bytes(run_dir);
     let full = free.is_some_and(|f| f < FULL_BELOW);
-    if !full && !says_enospc(diagnosis) {
+    let enospc = says_enospc(diagnosis);
+    if !full && !enospc {
         return outcome;
     }
     let free = match free {
         Some(f) => format!("{f} bytes free"),
         None => "free space unknown".to_owned(),
     };
+    if !enospc && check == "sanity" {
+        return Outcome::Violation {
+            check: check.clone(),
+            diagnosis: format!(
+                "{diagnosis}\n(note: the file system holding {} had {free} when this was \
+                 decided; a full disk can leave committed output short, not wrong, so this \
+                 stays a violation)",
+                run_dir.display()
+            ),
+        };
+    }
     let first_line = diagnosis.lines().next().unwrap_or_default();
     let who = first_line.split_whitespace().next().unwrap_or_default();
     let sut = check == "process-death" && who != "sink";
@@ -150,5 +172,38 @@ mod tests {
             diagnosis: "SANITY2: key A".into(),
         };
         assert_eq!(reclassify(t.path(), v.clone()), v);
+    }
+
+    #[test]
+    fn on_a_full_disk_only_a_safety_violation_without_enospc_stays_a_violation() {
+        let t = tempfile::tempdir().unwrap();
+        let full = Some(4096);
+        let death = Outcome::Violation {
+            check: "process-death".into(),
+            diagnosis: "worker1 died by itself: exit 1".into(),
+        };
+        let Outcome::Environment(e) = reclassify_with_free(t.path(), full, death) else {
+            panic!("a death on a full disk is the disk's")
+        };
+        assert!(e.contains("4096 bytes free"), "{e}");
+        let lost = Outcome::Violation {
+            check: "sanity".into(),
+            diagnosis: "SANITY2: key A: lost bytes 10..20".into(),
+        };
+        let Outcome::Violation { check, diagnosis } = reclassify_with_free(t.path(), full, lost)
+        else {
+            panic!("a wrong byte is a finding even on a full disk")
+        };
+        assert_eq!(check, "sanity");
+        assert!(diagnosis.starts_with("SANITY2: key A: lost bytes 10..20\n(note: "));
+        assert!(diagnosis.contains("4096 bytes free"), "{diagnosis}");
+        let enospc = Outcome::Violation {
+            check: "sanity".into(),
+            diagnosis: "verification failed: No space left on device (os error 28)".into(),
+        };
+        assert!(matches!(
+            reclassify_with_free(t.path(), full, enospc),
+            Outcome::Environment(_)
+        ));
     }
 }
