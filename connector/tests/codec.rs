@@ -224,6 +224,8 @@ fn arb_two_pc() -> impl Strategy<Value = TwoPc> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
     #[test]
     fn frames_round_trip_through_a_stream_split_anywhere(
         frames in proptest::collection::vec(arb_frame(), 1..8),
@@ -254,12 +256,22 @@ proptest! {
         prop_assert_eq!(TwoPc::decode(m.payload).unwrap(), msg);
     }
 
+    /// The `fuzz/` target's property (frames, 2PC payloads inside them,
+    /// bare 2PC bytes, the external codec), run in CI with a fixed case count.
     #[test]
     fn arbitrary_bytes_never_panic_and_never_overallocate(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let codec = ConnectorCodec::new(128);
         let mut buf = BytesMut::from(&bytes[..]);
-        while let Ok(Some(_)) = codec.decode_frame(&mut buf) {}
+        while let Ok(Some(frame)) = codec.decode_frame(&mut buf) {
+            if let Frame::Message(m) = frame {
+                let _ = TwoPc::decode(m.payload);
+            }
+        }
         prop_assert!(buf.capacity() <= 4 + 128 + bytes.len());
+        let mut ext = BytesMut::from(&bytes[..]);
+        while let Ok(Some(_)) =
+            tokio_util::codec::Decoder::decode(&mut connector::external::ExternalCodec, &mut ext)
+        {}
         let _ = TwoPc::decode(Bytes::from(bytes));
     }
 }
