@@ -149,6 +149,62 @@ pub enum Command {
     /// Mount a FUSE file system that loses every write not yet synced when
     /// told (`--lose MOUNTPOINT`), as a power cut would (docs/disk.md).
     Lossyfs(lossyfs::Args),
+    /// Print a shell completion script: `crasher completions bash > /etc/bash_completion.d/crasher`.
+    Completions(CompletionsArgs),
+    /// Print crasher's man page (roff): `crasher man | man -l -`.
+    Man,
+}
+
+/// `crasher completions SHELL`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "crasher", out);
+}
+
+/// Writes the man page (roff) to `out`: the text of `--help`, then a
+/// section per subcommand with its synopsis and options.
+pub fn write_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    clap_mangen::Man::new(cmd.clone()).render(out)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("crasher {}", sub.get_name());
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            for line in about.to_string().lines() {
+                writeln!(out, "{}", roff_text(line))?;
+            }
+        }
+        let man = clap_mangen::Man::new(sub.clone().bin_name(name));
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        // The subcommand's own headings become subsections of its section.
+        for line in String::from_utf8_lossy(&part).lines() {
+            match line.strip_prefix(".SH ") {
+                Some(heading) => writeln!(out, ".SS {heading}")?,
+                None => writeln!(out, "{line}")?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line of plain text made safe for roff: backslashes escaped, and a
+/// line that starts like a request (`.` or `'`) protected.
+fn roff_text(line: &str) -> String {
+    let line = line.replace('\\', "\\e");
+    if line.starts_with('.') || line.starts_with('\'') {
+        format!("\\&{line}")
+    } else {
+        line
+    }
 }
 
 /// Runs the soak or the chosen subcommand.
@@ -189,5 +245,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Runs(a)) => triage::cli::run_runs(a),
         Some(Command::Report(a)) => triage::cli::run_report(a),
         Some(Command::Lossyfs(a)) => lossyfs::run(a),
+        Some(Command::Completions(a)) => {
+            write_completions(a.shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::from(exit::HOLDS))
+        }
+        Some(Command::Man) => {
+            write_man(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(exit::HOLDS))
+        }
     }
 }

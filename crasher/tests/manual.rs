@@ -207,6 +207,42 @@ fn a_script_drives_a_run_step_by_step() {
     let st = runs.status();
     assert_eq!(st["run_id"], id.as_str());
     assert_eq!(st["kind"], "manual");
+    // The documented schema (docs/commands.md, "Machine-readable output"):
+    // field names are stable, so scripts can rely on them.
+    assert_eq!(
+        field_names(&st),
+        [
+            "cluster",
+            "coverage",
+            "keys",
+            "kind",
+            "members",
+            "network",
+            "processes",
+            "profile",
+            "run_dir",
+            "run_id",
+            "schedule",
+            "verification"
+        ],
+        "{st:#}"
+    );
+    assert_eq!(
+        field_names(process(&st, "worker1").unwrap()),
+        ["name", "pid", "ports", "restarts", "role", "state"]
+    );
+    assert_eq!(
+        field_names(key(&st, "A")),
+        [
+            "acked",
+            "committed",
+            "done",
+            "done_pct",
+            "input_bytes",
+            "key",
+            "owner"
+        ]
+    );
     for name in ["sink", "initializer", "worker1", "feeder.A"] {
         assert!(process(&st, name).is_some(), "{name} missing: {st:#}");
     }
@@ -364,4 +400,11 @@ fn a_soak_run_is_not_driven_by_the_low_level_commands() {
     assert!(out.starts_with("Run "), "{out}");
     assert_ne!(runs.current(), soak.canonicalize().unwrap());
     assert!(soak.join("state.json").is_file());
+}
+
+/// The field names of a JSON object, sorted.
+fn field_names(v: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    names
 }

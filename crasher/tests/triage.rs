@@ -248,6 +248,24 @@ fn runs_lists_every_run_with_its_verdict() {
     let o = crasher(&["runs", "--runs", runs.to_str().unwrap(), "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j.as_array().unwrap().len(), 4);
+    // The documented schema (docs/commands.md, "Machine-readable output").
+    for row in j.as_array().unwrap() {
+        let mut names: Vec<&String> = row.as_object().unwrap().keys().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "args",
+                "dir",
+                "duration",
+                "exit_code",
+                "id",
+                "start",
+                "verdict"
+            ],
+            "{row}"
+        );
+    }
     let o = crasher(&["runs", "--runs", runs.join("missing").to_str().unwrap()]);
     assert_eq!(code(&o), 2, "{}", explain(&o));
 }
