@@ -28,6 +28,10 @@ pub struct Event {
 }
 
 struct Inner {
+    /// The live status line, when stdout is a terminal (see [`Live`]).
+    live: Option<Live>,
+    /// The last event other than a sanity round: when, and its text.
+    last: Option<(f64, String)>,
     log: Option<File>,
     /// The append-only event log (`run.events`).
     events_log: Option<File>,
@@ -60,9 +64,58 @@ impl Glyphs {
                 tail: String::new(),
                 events: Vec::new(),
                 at_line_start: true,
+                live: None,
+                last: None,
             }),
             quiet,
         })
+    }
+
+    /// Shows a live status line under the glyphs if stdout is a terminal
+    /// (and this output is not quiet); piped output stays plain.
+    pub fn start_live(&self) {
+        if self.quiet || !Live::wanted() {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.live.is_none() {
+            g.live = Some(Live::new());
+        }
+    }
+
+    /// Whether the live status line is shown.
+    pub fn is_live(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live
+            .is_some()
+    }
+
+    /// Replaces the status line's text (no-op without a live line).
+    pub fn set_status(&self, text: &str) {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = &g.live {
+            live.set_status(text);
+        }
+    }
+
+    /// Removes the status line, leaving the glyphs as plain output would.
+    pub fn end_live(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = g.live.take() {
+            live.end();
+        }
+    }
+
+    /// The last event other than a sanity round: seconds since the start
+    /// of the run, and what was printed.
+    pub fn last_event(&self) -> Option<(f64, String)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last
+            .clone()
     }
 
     /// Seconds since the run started.
@@ -82,7 +135,9 @@ impl Glyphs {
             s.push('\n');
         }
         g.at_line_start = s.ends_with('\n');
-        if !self.quiet {
+        if let Some(live) = g.live.as_mut() {
+            live.print(&s);
+        } else if !self.quiet {
             let mut out = io::stdout().lock();
             let _ = out.write_all(s.as_bytes());
             let _ = out.flush();
@@ -109,6 +164,7 @@ impl Glyphs {
         if kind == "glyph" && text == "," {
             return;
         }
+        g.last = Some((t, text.to_owned()));
         if let (Some(f), Ok(mut line)) = (g.events_log.as_mut(), serde_json::to_vec(&event)) {
             line.push(b'\n');
             // One write per event: a kill leaves at most a torn last line.
@@ -154,6 +210,83 @@ impl Glyphs {
             .events
             .clone()
     }
+}
+
+/// A status line kept at the bottom of the terminal while glyphs scroll
+/// above it: the glyph line being written is shown just above the status
+/// line and moves into the scrollback once it ends or fills the width.
+struct Live {
+    bar: indicatif::ProgressBar,
+    /// The glyph line not yet ended.
+    partial: String,
+    /// Terminal columns.
+    width: usize,
+}
+
+impl Live {
+    /// Whether stdout is a terminal that can redraw a line.
+    fn wanted() -> bool {
+        use std::io::IsTerminal;
+        io::stdout().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb")
+    }
+
+    fn new() -> Live {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::stdout_with_hz(4),
+        );
+        let style = indicatif::ProgressStyle::with_template("{prefix}\n{msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        bar.set_style(style);
+        let width = console_width();
+        Live {
+            bar,
+            partial: String::new(),
+            width,
+        }
+    }
+
+    /// Prints `s` (glyphs, or whole lines) above the status line.
+    fn print(&mut self, s: &str) {
+        let mut rest = s;
+        while let Some(nl) = rest.find('\n') {
+            self.partial.push_str(&rest[..nl]);
+            self.bar.println(std::mem::take(&mut self.partial));
+            rest = &rest[nl + 1..];
+        }
+        self.partial.push_str(rest);
+        while self.partial.chars().count() >= self.width {
+            let cut = self
+                .partial
+                .char_indices()
+                .nth(self.width)
+                .map_or(self.partial.len(), |(i, _)| i);
+            let tail = self.partial.split_off(cut);
+            self.bar.println(std::mem::replace(&mut self.partial, tail));
+        }
+        self.bar.set_prefix(self.partial.clone());
+    }
+
+    fn set_status(&self, text: &str) {
+        let text: String = text.chars().take(self.width).collect();
+        self.bar.set_message(text);
+    }
+
+    /// Clears the status line and leaves the unfinished glyph line on
+    /// screen, as plain output would have it.
+    fn end(self) {
+        self.bar.finish_and_clear();
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(self.partial.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// The terminal's width in columns (80 when it cannot be told), less one
+/// so that a full line never wraps.
+fn console_width() -> usize {
+    let (_, cols) = console::Term::stdout().size();
+    usize::from(cols).saturating_sub(1).max(20)
 }
 
 #[cfg(test)]

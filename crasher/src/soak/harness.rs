@@ -151,6 +151,8 @@ impl Harness {
         if matches!(outcome, Outcome::Violation { .. }) && self.on_failure == OnFailure::Pause {
             super::freeze::stop_the_world();
         }
+        // The live status line gives the screen back to plain lines.
+        self.out.end_live();
         *slot = Some((outcome, Instant::now()));
         drop(slot);
         self.done.notify_waiters();

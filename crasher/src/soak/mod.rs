@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod signals;
 pub mod spec;
 pub mod startup;
+pub mod status_line;
 pub mod supervise;
 pub mod timings;
 pub mod verdict;

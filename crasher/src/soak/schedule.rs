@@ -431,6 +431,32 @@ impl Schedule {
         self.lock().coverage.clone()
     }
 
+    /// The stabilize gate in a few words, for the live status line:
+    /// which fault is in progress, which wait to be observed, who holds
+    /// the gate, or `open`.
+    pub fn gate_state(&self) -> String {
+        let g = self.lock();
+        let kinds = |it: &mut dyn Iterator<Item = &String>| {
+            let v: Vec<&str> = it.map(String::as_str).collect();
+            v.join(",")
+        };
+        if !g.active.is_empty() {
+            format!(
+                "in progress: {}",
+                kinds(&mut g.active.values().map(|a| &a.kind))
+            )
+        } else if !g.pending.is_empty() {
+            format!(
+                "observing: {}",
+                kinds(&mut g.pending.values().map(|p| &p.kind))
+            )
+        } else if !g.holds.is_empty() {
+            format!("held: {}", kinds(&mut g.holds.iter()))
+        } else {
+            "open".to_owned()
+        }
+    }
+
     /// Whether faults can be observed in this run.
     pub fn observable(&self) -> bool {
         self.cfg.observable

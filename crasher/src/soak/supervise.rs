@@ -368,10 +368,16 @@ pub(super) async fn soak(
     if !spec.no_clean_old_gzip_files {
         tasks.spawn(loops::clean_old_gzip_files(h.clone()));
     }
+    let mut progress = None;
     if !spec.no_sanity {
         let s = sanity::Sanity::new(&h, &inputs, mode)?;
         rec.watch(s.progress());
+        progress = Some(s.progress());
         tasks.spawn(s.run(h.clone()));
+    }
+    h.out.start_live();
+    if h.out.is_live() {
+        tasks.spawn(super::status_line::run(h.clone(), progress, args.duration));
     }
 
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
