@@ -66,6 +66,36 @@ pub struct FeedArgs {
     /// Append log lines here instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// How the rate varies over time.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// `--workload SHAPE [--workload-epoch UNIX_MS]`, shared by every feeder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkloadArgs {
+    /// Rate shape over time, scaling --rate: constant, bursts:ON/OFF
+    /// (seconds at full rate / silent), ramp:PERIOD (0 to 2x and back),
+    /// jitter:F (a random factor in [1-F, 1+F] each second). Needs --rate.
+    #[arg(long, value_name = "SHAPE", default_value = "constant")]
+    pub workload: crate::workload::Workload,
+    /// When the shape's time starts, as Unix milliseconds (a soak passes
+    /// its start, so a restarted feeder keeps the run's phase); default now.
+    #[arg(long, value_name = "UNIX_MS")]
+    pub workload_epoch: Option<u64>,
+}
+
+impl WorkloadArgs {
+    /// Refuses a shape without a rate to shape.
+    pub fn check(&self, rate: u64) -> anyhow::Result<()> {
+        if rate == 0 && self.workload != crate::workload::Workload::Constant {
+            anyhow::bail!(
+                "--workload {} shapes --rate, but the rate is 0 (unthrottled): give --rate",
+                self.workload
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Arguments of `crasher blast`.
@@ -110,6 +140,10 @@ pub struct ReceiveArgs {
 
 /// Runs `crasher feed`.
 pub fn run_feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = args.workload.check(args.rate) {
+        eprintln!("crasher feed: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let log = Logger::open("feed", args.log.as_deref())
         .with_context(|| format!("cannot open log file {}", display_opt(&args.log)))?;
     let cfg = FeedConfig {
@@ -122,6 +156,8 @@ pub fn run_feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
         instance_name: args.instance_name,
         status_file: args.status_file,
         max_frame_len: connector::DEFAULT_MAX_FRAME_LEN,
+        workload: args.workload.workload,
+        workload_epoch: args.workload.workload_epoch,
     };
     match feed::run_blocking(cfg, log.clone()) {
         Ok(_) => Ok(ExitCode::SUCCESS),

@@ -78,6 +78,11 @@ pub struct FeedConfig {
     pub status_file: Option<PathBuf>,
     /// Largest frame (after the length prefix) the feeder may send.
     pub max_frame_len: usize,
+    /// How the rate varies over time (docs/feeders.md, "Workload shapes").
+    pub workload: crate::workload::Workload,
+    /// The instant the shape counts from, as Unix milliseconds (the run's
+    /// start, so a restarted feeder keeps the run's phase); `None`: now.
+    pub workload_epoch: Option<u64>,
 }
 
 impl FeedConfig {
@@ -94,7 +99,20 @@ impl FeedConfig {
             instance_name: DEFAULT_INSTANCE_NAME.to_owned(),
             status_file: None,
             max_frame_len: connector::DEFAULT_MAX_FRAME_LEN,
+            workload: crate::workload::Workload::Constant,
+            workload_epoch: None,
         }
+    }
+
+    /// The rate limiter for this configuration (`None`: unthrottled).
+    pub fn bucket(&self, now: Instant) -> Option<TokenBucket> {
+        (self.rate > 0).then(|| {
+            let shape = self
+                .workload
+                .with_seed(crate::workload::seed_for(&self.name));
+            let epoch = crate::workload::epoch_instant(self.workload_epoch, now);
+            TokenBucket::shaped(self.rate, shape, epoch, now)
+        })
     }
 }
 
@@ -269,6 +287,7 @@ impl Feeder {
             is_open: false,
             acked: None,
             sent: 0,
+            sent_bytes: 0,
             last_line_offset: last_line.unwrap_or(0),
             done: false,
             notify_rejections: 0,
@@ -280,7 +299,7 @@ impl Feeder {
             name,
             target: cfg.target.clone(),
             last_line,
-            bucket: (cfg.rate > 0).then(|| TokenBucket::new(cfg.rate, Instant::now())),
+            bucket: cfg.bucket(Instant::now()),
             codec: ConnectorCodec::new(cfg.max_frame_len),
             status: StatusWriter::new(cfg.status_file.clone()),
             status_failing: false,
@@ -513,6 +532,7 @@ impl Feeder {
                     put_message(&mut s.wbuf, sid, offset, &self.name, line);
                     s.credits -= 1;
                     sent += 1;
+                    self.st.sent_bytes += line.len() as u64;
                     if let Some(b) = &mut self.bucket {
                         b.consume(line.len());
                     }

@@ -7,6 +7,7 @@
 //! - [`lines`]: the seekable, chunked line reader it feeds from.
 //! - [`encode`]: MESSAGE frames encoded without per-line allocation.
 //! - [`rate`]: the token bucket behind `--rate`.
+//! - [`workload`]: rate shapes over time (`--workload`).
 //! - [`status`]: the feeder's JSON status file, which the supervisor reads.
 //! - [`log`]: the greppable log lines the progress checks rely on.
 //! - [`blast`] and [`receive`]: TCP mode source and sink (`crasher blast`,
@@ -26,3 +27,4 @@ pub mod log;
 pub mod rate;
 pub mod receive;
 pub mod status;
+pub mod workload;

@@ -55,6 +55,10 @@ pub struct FeedStatus {
     pub acked: Option<u64>,
     /// MESSAGE frames this process has queued for sending, resends included.
     pub sent: u64,
+    /// Payload bytes of those frames: the rate this feeder offered (the
+    /// run record's `offered` series). Absent in older status files.
+    #[serde(default)]
+    pub sent_bytes: u64,
     /// Start offset of the file's last line: the feeder is done once
     /// `acked >= last_line_offset`. 0 for an empty file.
     pub last_line_offset: u64,
@@ -187,6 +191,7 @@ mod tests {
             is_open: true,
             acked: None,
             sent: 7,
+            sent_bytes: 0,
             last_line_offset: 12_368_928,
             done: false,
             notify_rejections: 1,

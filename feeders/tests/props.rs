@@ -43,6 +43,7 @@ proptest! {
             is_open: flags.1,
             acked,
             sent: counts.0,
+            sent_bytes: counts.1 / 2,
             last_line_offset: counts.1,
             done: flags.2,
             notify_rejections: counts.2,

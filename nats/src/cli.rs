@@ -54,6 +54,9 @@ pub struct FeedArgs {
     /// feeder resumes from its `acked` offset.
     #[arg(long, value_name = "PATH")]
     pub status_file: Option<PathBuf>,
+    /// How the rate varies over time.
+    #[command(flatten)]
+    pub workload: feeders::cli::WorkloadArgs,
 }
 
 /// Arguments of `crasher nats-sink`.
@@ -123,7 +126,12 @@ pub fn run_feed(args: FeedArgs) -> anyhow::Result<ExitCode> {
         replicas: args.replicas,
         duplicate_window: Duration::from_secs(args.duplicate_window),
         ack_timeout,
+        workload: args.workload.workload,
+        workload_epoch: args.workload.workload_epoch,
     };
+    if let Err(e) = args.workload.check(cfg.rate) {
+        return usage("nats-feed", e);
+    }
     let log = Logger::stderr("nats-feed");
     match block_on_quiet(feed::run(cfg, log.clone())) {
         Ok(Ok(_)) => Ok(ExitCode::SUCCESS),

@@ -72,6 +72,10 @@ pub struct FeedConfig {
     pub duplicate_window: Duration,
     /// How long to wait for a PubAck before resending.
     pub ack_timeout: Duration,
+    /// How the rate varies over time (`feeders::workload`).
+    pub workload: feeders::workload::Workload,
+    /// The shape's start, as Unix milliseconds (the run's start).
+    pub workload_epoch: Option<u64>,
 }
 
 /// What a finished feed did.
@@ -161,6 +165,7 @@ pub async fn run(cfg: FeedConfig, log: Logger) -> Result<FeedSummary, NatsError>
             is_open: false,
             acked: resumed,
             sent: 0,
+            sent_bytes: 0,
             last_line_offset: last_line.unwrap_or(0),
             done: false,
             notify_rejections: 0,
@@ -210,14 +215,21 @@ pub async fn run(cfg: FeedConfig, log: Logger) -> Result<FeedSummary, NatsError>
     f.save(true)?;
 
     lines.seek(start)?;
-    let mut bucket = (f.cfg.rate > 0).then(|| TokenBucket::new(f.cfg.rate, Instant::now()));
+    let mut bucket = (f.cfg.rate > 0).then(|| {
+        let now = Instant::now();
+        let name = f.cfg.file.as_os_str().as_encoded_bytes();
+        let shape = f.cfg.workload.with_seed(feeders::workload::seed_for(name));
+        let epoch = feeders::workload::epoch_instant(f.cfg.workload_epoch, now);
+        TokenBucket::shaped(f.cfg.rate, shape, epoch, now)
+    });
     let mut last_ack_log = Instant::now();
     let mut backoff = Backoff::new();
     while let Some((offset, line)) = lines.next_line()? {
         let payload = Bytes::copy_from_slice(line);
         if let Some(b) = bucket.as_mut() {
             b.refill(Instant::now());
-            if !b.may_send() {
+            // A shaped rate's wait is a guess: ask again after it.
+            while !b.may_send() {
                 tokio::time::sleep_until(b.ready_at().into()).await;
                 b.refill(Instant::now());
             }
@@ -228,6 +240,7 @@ pub async fn run(cfg: FeedConfig, log: Logger) -> Result<FeedSummary, NatsError>
             .message_id(msg_id(stream_id, offset));
         loop {
             f.st.sent += 1;
+            f.st.sent_bytes += line.len() as u64;
             let result = match js.send_publish(f.cfg.subject.clone(), msg.clone()).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
@@ -299,6 +312,7 @@ mod tests {
             is_open: true,
             acked: Some(490),
             sent: 11,
+            sent_bytes: 0,
             last_line_offset: 1000,
             done: false,
             notify_rejections: 0,

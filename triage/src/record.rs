@@ -154,6 +154,10 @@ pub struct RunRecord {
     /// Committed (verified) bytes over time, by routing key.
     #[serde(default)]
     pub keys: BTreeMap<String, Vec<KeyPoint>>,
+    /// Bytes the feeders offered (sent, resends included) over time, by
+    /// routing key: the load next to what was committed.
+    #[serde(default)]
+    pub offered: BTreeMap<String, Vec<KeyPoint>>,
 }
 
 fn running() -> String {
@@ -184,6 +188,7 @@ impl Default for RunRecord {
             events: Vec::new(),
             processes: BTreeMap::new(),
             keys: BTreeMap::new(),
+            offered: BTreeMap::new(),
         }
     }
 }
@@ -292,6 +297,19 @@ impl RunRecord {
     /// the previous point, except to mark the series' end).
     pub fn push_progress(&mut self, t: f64, key: &str, bytes: u64) {
         let v = self.keys.entry(key.to_owned()).or_default();
+        let n = v.len();
+        if n >= 2 && v[n - 1].bytes == bytes && v[n - 2].bytes == bytes {
+            v[n - 1].t = t;
+            return;
+        }
+        v.push(KeyPoint { t, bytes });
+        thin(v);
+    }
+
+    /// Appends a key's offered (sent) bytes at `t`, thinned like
+    /// [`push_progress`](Self::push_progress).
+    pub fn push_offered(&mut self, t: f64, key: &str, bytes: u64) {
+        let v = self.offered.entry(key.to_owned()).or_default();
         let n = v.len();
         if n >= 2 && v[n - 1].bytes == bytes && v[n - 2].bytes == bytes {
             v[n - 1].t = t;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::analysis::Triage;
-use crate::record::RunRecord;
+use crate::record::{KeyPoint, RunRecord};
 use crate::text::{bytes, describe_nearest, relative, when};
 use crate::time::format_utc;
 use crate::timeline::{subject, FAULT_KINDS};
@@ -369,11 +369,13 @@ fn timeline_svg(rec: &RunRecord, span: f64) -> String {
 }
 
 /// Committed bytes per second, all keys together, in about 120 buckets.
-fn throughput(rec: &RunRecord, span: f64) -> Vec<(f64, f64)> {
+/// Bytes per second over the run, all keys of `series` together (the
+/// committed `rec.keys` or the offered `rec.offered`).
+fn throughput(series: &BTreeMap<String, Vec<KeyPoint>>, span: f64) -> Vec<(f64, f64)> {
     let n = 120usize;
     let width = (span / n as f64).max(1e-3);
     let mut buckets = vec![0.0f64; n];
-    for pts in rec.keys.values() {
+    for pts in series.values() {
         for w in pts.windows(2) {
             let (a, b) = (w[0], w[1]);
             let gained = b.bytes.saturating_sub(a.bytes) as f64;
@@ -594,11 +596,15 @@ pub fn render(rec: &RunRecord, triage: Option<&Triage>) -> String {
     o.push_str("</section>");
 
     // Throughput.
-    o.push_str(r#"<section id="throughput"><h2>Throughput (committed, all keys)</h2>"#);
-    if rec.keys.is_empty() {
+    o.push_str(r#"<section id="throughput"><h2>Throughput (offered and committed, all keys)</h2>"#);
+    if rec.keys.is_empty() && rec.offered.is_empty() {
         o.push_str(r#"<p class="muted">No progress recorded.</p>"#);
     } else {
-        let series = vec![("bytes/s".to_owned(), throughput(rec, span))];
+        let mut series = Vec::new();
+        if !rec.offered.is_empty() {
+            series.push(("offered bytes/s".to_owned(), throughput(&rec.offered, span)));
+        }
+        series.push(("committed bytes/s".to_owned(), throughput(&rec.keys, span)));
         o.push_str(&line_chart(
             "throughput",
             &series,

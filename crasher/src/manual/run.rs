@@ -237,6 +237,8 @@ impl Run {
             rate: st.rate,
             worker_count: st.worker_count,
             inject: st.inject.clone(),
+            workloads: BTreeMap::new(),
+            epoch_ms: 0,
         };
         Ok(Cluster::new(self.profile.clone(), run, ports, settings)?)
     }

@@ -184,6 +184,10 @@ pub struct Settings {
     pub worker_count: usize,
     /// Bug switch for the reference workers.
     pub inject: Option<String>,
+    /// Rate shape per key (`--workload`); a key not named is `constant`.
+    pub workloads: BTreeMap<String, feeders::workload::Workload>,
+    /// When the run started, Unix milliseconds: the shapes' time origin.
+    pub epoch_ms: u64,
 }
 
 /// The processes of a run.
@@ -374,6 +378,7 @@ impl Cluster {
                 self.profile.worker.checkpoint_interval.clone(),
             )
             .set("inject", self.settings.inject.clone().unwrap_or_default())
+            .set("workload_epoch", self.settings.epoch_ms.to_string())
             .set("routes", self.peer_list(p.control, "nats-route://"))
             .set("servers", self.peer_list(p.source, "nats://"));
         v
@@ -656,7 +661,14 @@ impl Cluster {
     pub fn feeder_launch(&self, key: &str) -> Result<Launch, ClusterError> {
         let input = self.settings.inputs.get(key).cloned().unwrap_or_default();
         let mut v = self.base_vars();
+        let workload = self
+            .settings
+            .workloads
+            .get(key)
+            .copied()
+            .unwrap_or_default();
         v.set("key", key.to_owned())
+            .set("workload", workload.to_string())
             .set("input", input.display().to_string())
             .set("status", self.run.feeder_status(key).display().to_string())
             .set("log", self.run.feeder_log(key).display().to_string());

@@ -397,6 +397,7 @@ pub const BASE_PLACEHOLDERS: &[&str] = &[
     "inject",
     "routes",
     "servers",
+    "workload_epoch",
 ];
 
 /// Placeholders only a worker's templates may use (`Cluster::worker_launch`).
@@ -413,7 +414,7 @@ pub const WORKER_PLACEHOLDERS: &[&str] = &[
 ];
 
 /// Placeholders only a feeder's templates may use (`Cluster::feeder_launch`).
-pub const FEEDER_PLACEHOLDERS: &[&str] = &["key", "input", "status", "log"];
+pub const FEEDER_PLACEHOLDERS: &[&str] = &["key", "input", "status", "log", "workload"];
 
 /// The `{names}` of `template`, or what is wrong with its braces.
 fn placeholders(template: &str) -> Result<Vec<&str>, String> {

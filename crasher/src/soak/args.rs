@@ -40,6 +40,11 @@ pub struct SoakArgs {
     /// Feeder rate in bytes per second, per feeder (0 = unthrottled).
     #[arg(long, env = "CRASHER_RATE", default_value_t = 66_000)]
     pub rate: u64,
+    /// How each feeder's rate varies over time: SHAPE for every key, or
+    /// KEY=SHAPE (repeatable). Shapes: constant, bursts:ON/OFF, ramp:PERIOD,
+    /// jitter:F (docs/feeders.md, "Workload shapes").
+    #[arg(long = "workload", value_name = "[KEY=]SHAPE")]
+    pub workload: Vec<String>,
     /// Stop after this long with a verdict (e.g. 30s, 10m, 2h); default: run
     /// until every key is done or a check fails.
     #[arg(long, env = "CRASHER_DURATION", value_parser = parse_duration)]
@@ -90,6 +95,50 @@ pub struct SoakArgs {
     /// observed at least this many times (0: only report coverage).
     #[arg(long, env = "CRASHER_MIN_OBSERVED", default_value_t = 1)]
     pub min_observed: u64,
+}
+
+/// The rate shape of each key from `--workload` (SHAPE for every key, or
+/// KEY=SHAPE), checked against the keys, the rate and the profile: a shape
+/// needs a rate to shape and a feeder whose arguments take `{workload}`.
+pub(super) fn workloads(
+    args: &SoakArgs,
+    profile: &crate::run::profile::Profile,
+) -> anyhow::Result<std::collections::BTreeMap<String, feeders::workload::Workload>> {
+    use feeders::workload::Workload;
+    let mut map = std::collections::BTreeMap::new();
+    for item in &args.workload {
+        let (keys, shape) = match item.split_once('=') {
+            Some((k, s)) => {
+                if !args.keys.iter().any(|x| x == k) {
+                    anyhow::bail!(
+                        "--workload {item:?}: key {k:?} is not one of --keys {}",
+                        args.keys.join(",")
+                    );
+                }
+                (vec![k.to_owned()], s)
+            }
+            None => (args.keys.clone(), item.as_str()),
+        };
+        let shape: Workload = shape.parse()?;
+        for k in keys {
+            map.insert(k, shape);
+        }
+    }
+    if map.values().any(|w| *w != Workload::Constant) {
+        if args.rate == 0 {
+            anyhow::bail!(
+                "--workload shapes each feeder's --rate, but --rate is 0 (unthrottled): give a rate"
+            );
+        }
+        if !profile.feeder.args.iter().any(|a| a.contains("{workload}")) {
+            anyhow::bail!(
+                "--workload: profile {}'s feeder arguments have no {{workload}} placeholder, \
+                 so its feeders cannot be shaped",
+                profile.origin
+            );
+        }
+    }
+    Ok(map)
 }
 
 pub(super) fn parse_share(s: &str) -> Result<f64, String> {

@@ -34,6 +34,9 @@ pub struct Recorder {
 struct Inner {
     rec: RunRecord,
     progress: Option<SanityState>,
+    /// Per key: the feeder process's last `sent_bytes`, and the bytes of
+    /// the feeder processes before it (a restarted feeder counts from 0).
+    offered: std::collections::BTreeMap<String, (u64, u64)>,
     /// Set once the final record is written: nothing overwrites it after.
     done: bool,
 }
@@ -73,6 +76,7 @@ impl Recorder {
             inner: Mutex::new(Inner {
                 rec,
                 progress: None,
+                offered: std::collections::BTreeMap::new(),
                 done: false,
             }),
         });
@@ -99,6 +103,20 @@ impl Recorder {
             .map(|(role, name, pid)| (role.to_owned(), name, pid))
             .collect();
         procs.push(("supervisor".into(), "supervisor".into(), std::process::id()));
+        // What each feeder has sent so far (its status file), for the
+        // offered rate next to the committed one.
+        let sent: Vec<(String, u64)> = {
+            let c = h.cluster();
+            c.settings()
+                .inputs
+                .keys()
+                .filter_map(|k| {
+                    let st =
+                        feeders::status::FeedStatus::read(&c.run_dir().feeder_status(k)).ok()?;
+                    Some((k.clone(), st.sent_bytes))
+                })
+                .collect()
+        };
         let samples = sampler.sample(&procs);
         let t = h.out.elapsed();
         let mut g = self.lock();
@@ -114,6 +132,16 @@ impl Recorder {
         };
         for (k, v) in keys {
             g.rec.push_progress(t, &k, v);
+        }
+        for (k, now) in sent {
+            let (last, before) = g.offered.entry(k.clone()).or_default();
+            if now < *last {
+                // A new feeder process: its count started over.
+                *before += *last;
+            }
+            *last = now;
+            let total = *before + now;
+            g.rec.push_offered(t, &k, total);
         }
     }
 

@@ -88,6 +88,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--keys: {k:?} is not a single letter or digit");
         }
     }
+    super::args::workloads(&args, &profile)?;
     super::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -212,6 +213,8 @@ pub async fn prepare(
         rate: args.rate,
         worker_count: spec.workers,
         inject: args.inject.clone(),
+        workloads: super::args::workloads(args, &profile)?,
+        epoch_ms: u64::try_from(unix_ms()).unwrap_or(u64::MAX),
     };
     let lossy = disk_mode(args, &profile) == disk::DiskMode::Lossy;
     let lab_mode = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
