@@ -40,7 +40,8 @@ pub struct Recovered {
     /// Offset of the last `2-ok` (0 if none): committed bytes end here.
     pub last_committed: u64,
     /// Where the output file must be cut: the pending `1-ok`'s end (its
-    /// bytes may still be committed), else the last committed offset.
+    /// bytes may still be committed) if it is not behind the last committed
+    /// offset, else the last committed offset.
     pub truncate_to: u64,
 }
 
@@ -115,11 +116,17 @@ pub fn analyze(entries: &[Entry]) -> Result<Recovered, RecoveryError> {
             pending.into_iter().map(|p| p.txn_id).collect(),
         ));
     }
+    // A pending 1-ok keeps its bytes (the cluster may still commit them),
+    // but never at the expense of committed ones: a 1-ok left pending while
+    // a later transaction committed ends behind the last commit.
     let truncate_to = match pending.first() {
-        Some(p) if p.vote => p.end_por().ok_or_else(|| RecoveryError::BadWhereList {
-            txn_id: p.txn_id.clone(),
-            where_list: p.where_list.clone(),
-        })?,
+        Some(p) if p.vote => p
+            .end_por()
+            .ok_or_else(|| RecoveryError::BadWhereList {
+                txn_id: p.txn_id.clone(),
+                where_list: p.where_list.clone(),
+            })?
+            .max(last_committed),
         _ => last_committed,
     };
     Ok(Recovered {
@@ -201,6 +208,16 @@ mod tests {
         .unwrap();
         assert_eq!((r.last_committed, r.truncate_to), (10, 10));
         assert!(!r.pending[0].vote);
+    }
+
+    /// Found by `sink/tests/session_props.rs`: `a` voted commit and left
+    /// pending, `b` voted and committed past it; the cut at `a`'s end
+    /// destroyed `b`'s committed bytes.
+    #[test]
+    fn a_stale_pending_1ok_never_cuts_committed_bytes() {
+        let r = analyze(&[p1("a", true, 0, 0), p1("b", true, 0, 1), p2("b", true, 1)]).unwrap();
+        assert_eq!(r.pending[0].txn_id, "a");
+        assert_eq!((r.last_committed, r.truncate_to), (1, 1));
     }
 
     #[test]
