@@ -32,9 +32,8 @@ Options (the original master-crasher.sh's words):
                         from everything, drop one direction between two,
                         two halves joined by one node, drop 30% of a
                         node's packets; each held 2-6 s, then healed
-                        (docs/network.md; no delay faults: they need the
-                        kernel's sch_netem, which this project's machines
-                        lack)
+                        (docs/network.md). No delay fault is offered
+                        (it would need the kernel's sch_netem)
   no-ack-progress, no-registry-progress, no-sanity, no-clean-old-gzip-files
                         switch a check off
   power-loss, power-loss-all

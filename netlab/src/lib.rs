@@ -170,10 +170,19 @@ pub fn netns_inode(who: &str) -> std::io::Result<u64> {
 }
 
 /// Every network namespace that some process or thread on the machine is
-/// in now (inodes of `/proc/*/task/*/ns/net`): tests compare it before
-/// and after a run to prove nothing was left behind.
+/// in or holds open now (the keys of [`netns_holders`]): tests compare it
+/// before and after a run to prove nothing was left behind.
 pub fn all_netns_inodes() -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
+    netns_holders().into_keys().collect()
+}
+
+/// Every network namespace that some process holds now, by inode, with
+/// the pids that hold it: a thread of the process is in it
+/// (`/proc/PID/task/*/ns/net`) or the process has it open
+/// (`/proc/PID/fd/*` → `net:[INODE]`). A namespace kept only by a bind
+/// mount (`ip netns add`) is not seen.
+pub fn netns_holders() -> BTreeMap<u64, BTreeSet<u32>> {
+    let mut out: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return out;
     };
@@ -186,7 +195,23 @@ pub fn all_netns_inodes() -> BTreeSet<u64> {
         };
         for t in tasks.flatten() {
             if let Ok(m) = std::fs::metadata(t.path().join("ns/net")) {
-                out.insert(m.ino());
+                out.entry(m.ino()).or_default().insert(pid);
+            }
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let ino = link
+                .to_str()
+                .and_then(|l| l.strip_prefix("net:["))
+                .and_then(|l| l.strip_suffix(']'))
+                .and_then(|l| l.parse::<u64>().ok());
+            if let Some(ino) = ino {
+                out.entry(ino).or_default().insert(pid);
             }
         }
     }

@@ -160,3 +160,28 @@ fn a_namespace_with_interfaces_is_refused() {
         assert!(err.contains("refusing"), "{err}");
     });
 }
+
+/// A namespace kept only by an open file (no process in it) is still
+/// found, with the process holding the file; once the file is closed it
+/// is gone.
+#[test]
+fn a_namespace_kept_by_an_open_file_is_found() {
+    if !available() {
+        return;
+    }
+    let me = std::process::id();
+    let ours = netlab::netns_inode("self").unwrap();
+    assert!(netlab::netns_holders()[&ours].contains(&me));
+    let (file, used) = in_private_ns(|_| std::fs::File::open("/proc/thread-self/ns/net").unwrap());
+    let ino = *used.first().unwrap();
+    // The thread that was in it has ended: only the file keeps it.
+    let holders = netlab::netns_holders();
+    assert_eq!(
+        holders.get(&ino),
+        Some(&BTreeSet::from([me])),
+        "{holders:?}"
+    );
+    assert!(all_netns_inodes().contains(&ino));
+    drop(file);
+    assert!(!all_netns_inodes().contains(&ino));
+}

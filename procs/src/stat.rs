@@ -7,6 +7,8 @@
 pub struct Stat {
     /// `R`, `S`, `D`, `T` (stopped), `t` (traced), `Z` (zombie), `X`...
     pub state: char,
+    /// Parent's pid.
+    pub ppid: u32,
     /// Process group id.
     pub pgrp: u32,
     /// User time, in clock ticks ([`ticks_per_second`]).
@@ -30,6 +32,7 @@ impl Stat {
         let num = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
         Some(Stat {
             state: f.first()?.chars().next()?,
+            ppid: u32::try_from(num(4)?).ok()?,
             pgrp: u32::try_from(num(5)?).ok()?,
             utime: num(14)?,
             stime: num(15)?,
@@ -85,6 +88,7 @@ mod tests {
                     7 3 0 0 20 0 1 0 123456 1000000 250 18446744073709551615";
         let s = Stat::parse(text).unwrap();
         assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
         assert_eq!(s.pgrp, 4242);
         assert_eq!((s.utime, s.stime), (7, 3));
         assert_eq!(s.starttime, 123456);

@@ -10,12 +10,39 @@
 //! process of its PID namespace, so every namespace of the run goes with
 //! them; when the outer crasher dies (even by SIGKILL), the parent-death
 //! signals kill `unshare` and then the inner crasher. The outer crasher
-//! only forwards SIGINT, SIGTERM and SIGHUP and returns the inner's exit
-//! code.
+//! only forwards signals ([`FORWARDED`]) to the inner crasher and returns
+//! its exit code.
 
+use std::collections::VecDeque;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use crate::exit;
+
+/// The signals the outer crasher of a lab run catches and forwards to the
+/// inner crasher: every catchable signal whose default action would end
+/// it (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM).
+/// Each goes to the inner crasher alone, never to `unshare` (which dies of
+/// SIGHUP, SIGUSR1 …, and its death SIGKILLs the inner crasher before it
+/// can tear down). The inner crasher is PID 1 of its PID namespace, and
+/// the kernel drops every signal PID 1 has no handler for: a signal it
+/// does not watch is forwarded as SIGTERM (a graceful teardown, which is
+/// what its default action would have asked for), and a signal that
+/// arrives before it watches any is held until it does.
+pub const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+];
+
+/// How often a signal held for the inner crasher is tried again.
+const FORWARD_RETRY: Duration = Duration::from_millis(100);
 
 /// Set (to `1`) in the inner crasher's environment.
 pub const INNER_VAR: &str = "CRASHER_NETLAB_INNER";
@@ -123,22 +150,33 @@ fn reexec() -> ExitCode {
             .env(INNER_VAR, "1")
             .process_group(0)
             .kill_on_drop(true);
+        // Watched before the lab exists, so no signal's default action
+        // can end this process first.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for sig in FORWARDED {
+            let Ok(mut stream) = signal(SignalKind::from_raw(sig as i32)) else {
+                return fail(format!("cannot watch {sig}"));
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if tx.send(sig).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         // The current-thread runtime spawns from this (main) thread, the
         // thread the parent-death signal is tied to.
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return fail(e.to_string()),
         };
-        let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return fail("cannot watch signals".into());
-        };
+        // `setpriv` executes `unshare`, whose child is the inner crasher.
+        let unshare = child.id();
+        let mut held = VecDeque::new();
         loop {
-            let sig = tokio::select! {
+            tokio::select! {
                 st = child.wait() => {
                     return match st {
                         Ok(st) => ExitCode::from(
@@ -149,15 +187,64 @@ fn reexec() -> ExitCode {
                         Err(e) => fail(e.to_string()),
                     };
                 }
-                _ = int.recv() => nix::sys::signal::Signal::SIGINT,
-                _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
-                _ = hup.recv() => nix::sys::signal::Signal::SIGTERM,
-            };
-            if let Some(pg) = pgid {
-                let _ = nix::sys::signal::killpg(pg, sig);
+                Some(sig) = rx.recv() => held.push_back(sig),
+                _ = tokio::time::sleep(FORWARD_RETRY), if !held.is_empty() => {}
+            }
+            while let Some(&sig) = held.front() {
+                if !unshare.is_some_and(|p| forward(p, sig)) {
+                    break;
+                }
+                held.pop_front();
             }
         }
     })
+}
+
+/// Sends `sig` to the inner crasher, the child of `unshare` (pid
+/// `unshare`), or SIGTERM when it has no handler for `sig` (see
+/// [`FORWARDED`]). False when that cannot be done yet: the inner crasher
+/// is not there, or watches neither signal.
+fn forward(unshare: u32, sig: Signal) -> bool {
+    let Some(inner) = child_of(unshare) else {
+        return false;
+    };
+    let Some(caught) = caught_signals(inner) else {
+        return false;
+    };
+    let watched = |s: Signal| caught & (1u64 << (s as i32 - 1)) != 0;
+    let to = if watched(sig) {
+        sig
+    } else if watched(Signal::SIGTERM) {
+        Signal::SIGTERM
+    } else {
+        return false;
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(inner).unwrap_or(i32::MAX));
+    nix::sys::signal::kill(pid, to).is_ok()
+}
+
+/// A live child of process `parent` (`unshare` has exactly one).
+fn child_of(parent: u32) -> Option<u32> {
+    let listed = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .ok()
+        .and_then(|s| s.split_whitespace().find_map(|p| p.parse().ok()));
+    listed.or_else(|| {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&p| procs::stat::stat(p).is_some_and(|s| s.ppid == parent && !s.dead()))
+    })
+}
+
+/// The signals process `pid` has handlers for (`SigCgt` of its status:
+/// bit N-1 is signal N).
+fn caught_signals(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
 #[cfg(test)]
