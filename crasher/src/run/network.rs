@@ -10,7 +10,7 @@
 //! process of its PID namespace, so every namespace of the run goes with
 //! them; when the outer crasher dies (even by SIGKILL), the parent-death
 //! signals kill `unshare` and then the inner crasher. The outer crasher
-//! only forwards signals ([`FORWARDED`]) to the inner crasher and returns
+//! only forwards signals ([`forwarded`]) to the inner crasher and returns
 //! its exit code.
 
 use std::collections::VecDeque;
@@ -21,25 +21,20 @@ use nix::sys::signal::Signal;
 
 use crate::exit;
 
-/// The signals the outer crasher of a lab run catches and forwards to the
-/// inner crasher: every catchable signal whose default action would end
-/// it (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM).
-/// Each goes to the inner crasher alone, never to `unshare` (which dies of
-/// SIGHUP, SIGUSR1 …, and its death SIGKILLs the inner crasher before it
-/// can tear down). The inner crasher is PID 1 of its PID namespace, and
+/// The outer crasher of a lab run catches every signal the inner one
+/// treats as an interrupt (`soak::signals::terminating_signals`: SIGINT,
+/// SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 ... and the real-time signals) and
+/// forwards it to the inner crasher alone, never to `unshare` (which dies
+/// of SIGHUP, SIGUSR1 …, and its death SIGKILLs the inner crasher before
+/// it can tear down). The inner crasher is PID 1 of its PID namespace, and
 /// the kernel drops every signal PID 1 has no handler for: a signal it
-/// does not watch is forwarded as SIGTERM (a graceful teardown, which is
-/// what its default action would have asked for), and a signal that
-/// arrives before it watches any is held until it does.
-pub const FORWARDED: [Signal; 7] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-];
+/// does not watch (or one nix cannot name, a real-time signal) is
+/// forwarded as SIGTERM (a graceful teardown, which is what its default
+/// action would have asked for), and a signal that arrives before it
+/// watches any is held until it does.
+fn forwarded() -> Vec<i32> {
+    crate::soak::signals::terminating_signals()
+}
 
 /// How often a signal held for the inner crasher is tried again.
 const FORWARD_RETRY: Duration = Duration::from_millis(100);
@@ -153,9 +148,9 @@ fn reexec() -> ExitCode {
         // Watched before the lab exists, so no signal's default action
         // can end this process first.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        for sig in FORWARDED {
-            let Ok(mut stream) = signal(SignalKind::from_raw(sig as i32)) else {
-                return fail(format!("cannot watch {sig}"));
+        for sig in forwarded() {
+            let Ok(mut stream) = signal(SignalKind::from_raw(sig)) else {
+                return fail(format!("cannot watch signal {sig}"));
             };
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -202,9 +197,10 @@ fn reexec() -> ExitCode {
 
 /// Sends `sig` to the inner crasher, the child of `unshare` (pid
 /// `unshare`), or SIGTERM when it has no handler for `sig` (see
-/// [`FORWARDED`]). False when that cannot be done yet: the inner crasher
+/// [`forwarded`]). False when that cannot be done yet: the inner crasher
 /// is not there, or watches neither signal.
-fn forward(unshare: u32, sig: Signal) -> bool {
+fn forward(unshare: u32, sig: i32) -> bool {
+    let sig = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
     let Some(inner) = child_of(unshare) else {
         return false;
     };
