@@ -509,13 +509,29 @@ impl Owner {
             self.sink_lost(&e);
             return;
         }
+        info!(
+            "resolving the sink for generation {:#x}: NOTIFY sent at my committed offset {}",
+            self.gen, self.committed
+        );
         self.resyncing = true;
     }
 
     async fn on_cmd(&mut self, cmd: OwnerCmd) {
         match cmd {
             OwnerCmd::Reset { gen, last_txn } => {
-                debug!("reset to generation {gen}; last committed {last_txn:?}");
+                // At INFO (one line per rollback): a start-up in a lab once
+                // waited forever for this owner's `sink resolved`, and
+                // these lines say which step it stopped at next time.
+                info!(
+                    "reset to generation {gen:#x}; last committed {last_txn:?}; sink {}, resyncing {}, need_reset {}",
+                    match self.sink {
+                        Sink::Up { conn, .. } => format!("up (connection {conn})"),
+                        Sink::Connecting => "connecting".to_owned(),
+                        Sink::Down => "down".to_owned(),
+                    },
+                    self.resyncing,
+                    self.need_reset
+                );
                 if let Some(skip) = &mut self.skip {
                     match skip.gen {
                         None => skip.gen = Some(gen),
@@ -714,6 +730,13 @@ impl Owner {
                     self.emit(OwnerEvent::Ready { gen });
                 }
             }
+            Frame::NotifyAck {
+                success,
+                point_of_ref,
+                ..
+            } => info!(
+                "NOTIFY_ACK (success {success}, point of reference {point_of_ref}) while not resolving: ignored"
+            ),
             Frame::Error { message } => {
                 warn!("the sink says: {message}");
                 self.sink_lost("the sink sent ERROR");
