@@ -554,3 +554,30 @@ fn memory_is_a_bit_per_input_line_plus_a_window() {
     assert!(heap >= 31_256, "{heap}");
     assert!(heap <= 31_256 + 65_536 + 4096, "{heap}");
 }
+
+#[test]
+fn requiring_the_whole_input_of_one_key_names_every_line_not_committed() {
+    let s = Setup::new();
+    let mut inc = IncrementalVerifier::new(
+        &s.sink,
+        [(b'A', s.input.clone()), (b'B', s.input_b.clone())],
+    )
+    .unwrap()
+    .with_mode(WQ);
+    // Key A's first 195 lines in any order; its last 6 never come.
+    s.commit("worker1", &s.cat((0..195).rev()), T);
+    assert!(inc.check_at(T + 1e6).unwrap().iter().all(KeyStatus::holds));
+    let st = inc
+        .require_complete(b'A')
+        .unwrap()
+        .expect("key A is checked");
+    let v = st.violation.expect("the tail is missing");
+    assert_eq!((v.class, v.input_line), (Class::Incomplete, 196));
+    let r = v.work_queue.unwrap();
+    assert!(r.missing_final);
+    assert_eq!(r.missing.count, 6);
+    assert_eq!(r.missing.first[4].text, text(&s.a[199]));
+    // Key B is untouched; an unknown key has no status.
+    assert!(inc.statuses()[1].holds());
+    assert!(inc.require_complete(b'Z').unwrap().is_none());
+}
