@@ -651,19 +651,19 @@ impl WorkQueueKey {
                 Some((_, off)) if off > self.input.source_bytes => (
                     Class::Extra,
                     format!(
-                        "claims offset {off:o}, past the end of the input ({:o})",
+                        "claims offset {off:07o}, past the end of the input ({:07o})",
                         self.input.source_bytes
                     ),
                 ),
                 Some((_, off)) => (
                     Class::Corrupt,
                     if index.is_none() {
-                        format!("claims offset {off:o}, which no input line has")
+                        format!("claims offset {off:07o}, which no input line has")
                     } else if !whole {
                         "a partial line that is not the start of its input line".into()
                     } else {
                         format!(
-                            "claims offset {off:o} (input line {}) but its bytes differ",
+                            "claims offset {off:07o} (input line {}) but its bytes differ",
                             index.map_or(0, |i| i + 1)
                         )
                     },
