@@ -581,3 +581,35 @@ fn requiring_the_whole_input_of_one_key_names_every_line_not_committed() {
     assert!(inc.statuses()[1].holds());
     assert!(inc.require_complete(b'Z').unwrap().is_none());
 }
+
+#[test]
+fn a_shuffled_full_sink_holds_in_work_queue_only() {
+    use verify::fixture::{write_full_sink, Order};
+    let s = Setup::new();
+    let inputs = vec![(b'A', s.input.clone()), (b'B', s.input_b.clone())];
+    let sink = s.sink.parent().unwrap().join("shuffled");
+    let n = write_full_sink(&sink, &inputs, 3, Order::Shuffled { seed: 4 }, T).unwrap();
+    let sizes: u64 = inputs
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(n, sizes);
+    let check = |mode| {
+        let opts = CheckOptions {
+            complete: true,
+            mode,
+            ..CheckOptions::default()
+        };
+        check_keys_with(&sink, inputs.clone(), &opts).unwrap()
+    };
+    assert!(check(WQ).iter().all(KeyStatus::holds));
+    assert!(!check(Mode::ExactlyOnce).iter().any(KeyStatus::holds));
+    let in_order = s.sink.parent().unwrap().join("in-order");
+    write_full_sink(&in_order, &inputs, 2, Order::InOrder, T).unwrap();
+    let opts = CheckOptions {
+        complete: true,
+        ..CheckOptions::default()
+    };
+    let st = check_keys_with(&in_order, inputs.clone(), &opts).unwrap();
+    assert!(st.iter().all(KeyStatus::holds), "{st:?}");
+}
