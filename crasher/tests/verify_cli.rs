@@ -276,3 +276,137 @@ fn committed_bytes_missing_from_the_data_file_are_a_violation() {
     );
     assert!(out.contains("output.worker1 is 0 bytes long"), "{out}");
 }
+
+/// The current time in Unix seconds (the sink's commit times).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn work_queue_modes_accept_any_order_and_count_repeats() {
+    let c = Case::new();
+    let mut w1 = c.worker("worker1");
+    let mut w2 = c.worker("worker2");
+    // Key A's whole input, backwards, over two workers, one line twice.
+    let back: Vec<Vec<u8>> = c.a.iter().rev().cloned().collect();
+    w1.write(&cat(&back[..100])).unwrap();
+    w1.commit(1.0).unwrap();
+    w2.write(&cat(&back[100..])).unwrap();
+    w2.write(&c.a[7]).unwrap();
+    w2.commit(2.0).unwrap();
+    let (code, out, err) = c.verify('A', &["--mode", "work-queue-at-least-once", "--complete"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "OK: key A: 9858 committed bytes (202 lines) are lines of input-file.A.txt, in any order \
+         (work-queue-at-least-once): 201 of its 201 lines committed (the whole input), 1 repeated \
+         line(s) counted"
+    );
+    let (code, out, _) = c.verify('A', &["--mode", "exactly-once"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out, err) = c.verify('A', &["--mode", "work-queue", "--complete"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let sink = c.dir.sink();
+    let expected = format!(
+        "VIOLATION: key A: duplicate (input line 8)\n  (work-queue: every input line exactly once, \
+         in any order; 201 of 201 input lines committed)\n  duplicate: 1 committed copies of input \
+         lines already committed (each a violation):\n    input line 8 (input byte 343) at {} \
+         byte 4949: {}",
+        sink.join("output.worker2").display(),
+        String::from_utf8_lossy(&c.a[7][..48])
+    );
+    assert_eq!(out.trim(), expected);
+    let (code, json, _) = c.verify('A', &["--mode", "work-queue", "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["mode"], "work-queue");
+    assert_eq!(v["violation"]["class"], "duplicate");
+    assert_eq!(v["work_queue"]["distinct_lines"], 201);
+    assert_eq!(
+        v["violation"]["work_queue"]["duplicates"]["first"][0]["sink_offset"],
+        4949
+    );
+}
+
+#[test]
+fn work_queue_missing_lines_wait_for_the_grace_then_are_named() {
+    let c = Case::new();
+    let mut w = c.worker("worker1");
+    // Lines 3 and 10 (1-based 4 and 11) are skipped; later lines are
+    // committed just now.
+    let lines: Vec<Vec<u8>> = (0..40)
+        .filter(|&i| i != 3 && i != 10)
+        .map(|i| c.a[i].clone())
+        .collect();
+    w.write(&cat(&lines)).unwrap();
+    w.commit(unix_now()).unwrap();
+    let (code, out, err) = c.verify('A', &["--mode", "work-queue"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.trim().ends_with(
+            "38 of its 201 lines committed, none twice; 2 line(s) before the last one committed \
+             are not committed yet, none for longer than the 60s grace"
+        ),
+        "{out}"
+    );
+    // A grace of 0: the commit is already more than 0 s old.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, out, _) = c.verify('A', &["--mode", "work-queue", "--missing-grace", "0"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("VIOLATION: key A: missing (input line 4)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "missing: 2 input line(s) not committed although a later input line was committed \
+             more than 0s before:"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "    input line 11 (input byte 490): {}\n",
+            String::from_utf8_lossy(&c.a[10][..48])
+        )),
+        "{out}"
+    );
+    // The final check names every line never committed.
+    let (code, out, _) = c.verify('A', &["--mode", "work-queue", "--complete"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("missing: 163 input line(s) never committed (the whole input is required):"),
+        "{out}"
+    );
+    assert!(out.contains("    ... and 158 more"), "{out}");
+    let (code, _, err) = c.verify('A', &["--mode", "work-queue", "--missing-grace", "-1"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn work_queue_extraneous_lines_name_the_sink_file_and_byte() {
+    let c = Case::new();
+    let mut w = c.worker("worker1");
+    let mut garbled = c.a[5].clone();
+    garbled[30] = b'?';
+    w.write(&cat(&[c.a[1].clone(), c.a[0].clone(), garbled]))
+        .unwrap();
+    w.commit(1.0).unwrap();
+    let (code, out, _) = c.verify('A', &["--mode", "work-queue-at-least-once"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("VIOLATION: key A: corrupt (input line 6)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "extraneous: 1 committed line(s) that are not lines of the input:\n    {} byte 98 \
+             (output byte 98): corrupt: claims offset 0000120 (input line 6) but its bytes differ: ",
+            c.dir.sink().join("output.worker1").display()
+        )),
+        "{out}"
+    );
+}

@@ -2,8 +2,12 @@
 //! files (10 × 12.4 MB), and incremental rounds of a fixed number of new
 //! committed bytes on top of an ever larger verified history.
 //!
-//! `cargo bench -p verify --bench verify` (writes ~250 MB under the system
-//! temporary directory, removed at the end).
+//! `mode_full_check`: the full check of the same corpus in the prefix mode
+//! and in the work-queue mode, with the lines in input order and shuffled.
+//!
+//! `cargo bench -p verify --bench verify` (writes ~500 MB under the system
+//! temporary directory, removed at the end). Peak memory is measured by
+//! `cargo run --release -p verify --example verify_modes`.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -11,7 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use verify::check::check_keys;
+use verify::check::{check_keys, check_keys_with, CheckOptions, Mode};
+use verify::fixture::{write_full_sink, Order};
 use verify::incremental::IncrementalVerifier;
 use verify::input::{write_input_files, InputSpec};
 use verify::txnlog::{Entry, Record};
@@ -170,8 +175,52 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The full check in each mode, on the whole corpus in input order and
+/// shuffled (every line of every key in one random permutation over three
+/// workers).
+fn modes(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = InputSpec::default();
+    let paths = write_input_files(tmp.path(), &spec).unwrap();
+    let inputs: Vec<(u8, PathBuf)> = spec.keys.iter().copied().zip(paths).collect();
+    let in_order = tmp.path().join("sink-in-order");
+    let shuffled = tmp.path().join("sink-shuffled");
+    let total = write_full_sink(&in_order, &inputs, WORKERS, Order::InOrder, 1.7e9).unwrap();
+    write_full_sink(
+        &shuffled,
+        &inputs,
+        WORKERS,
+        Order::Shuffled { seed: 1 },
+        1.7e9,
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("mode_full_check");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(total));
+    for (name, mode, sink) in [
+        ("exactly-once/in-order", Mode::ExactlyOnce, &in_order),
+        ("work-queue/in-order", Mode::WorkQueue, &in_order),
+        ("work-queue/shuffled", Mode::WorkQueue, &shuffled),
+    ] {
+        let opts = CheckOptions {
+            complete: true,
+            mode,
+            ..CheckOptions::default()
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let st = check_keys_with(sink, inputs.clone(), &opts).unwrap();
+                assert!(st.iter().all(|s| s.holds()), "{st:?}");
+                st
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
+    modes(&mut c);
     c.final_summary();
 }

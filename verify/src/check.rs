@@ -23,6 +23,10 @@
 //! verified (an earlier input line, byte for byte) is counted in
 //! [`KeyStatus::duplicates`] and skipped; loss, reordering and corruption
 //! are still violations.
+//!
+//! [`Mode::WorkQueue`] and [`Mode::WorkQueueAtLeastOnce`] drop the order:
+//! every input line must be committed exactly (or at least) once, in any
+//! order, and nothing else may be; see [`crate::workqueue`].
 
 use std::fmt;
 use std::fs::File;
@@ -32,9 +36,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::committed::{CommittedStream, MissingData, MissingFilePolicy};
+use crate::committed::{CommittedStream, LineOrigin, MissingData, MissingFilePolicy};
 use crate::error::VerifyError;
 use crate::input::{line_number_of_offset, line_start_of_offset, parse_line_offset, valid_key};
+use crate::workqueue::{WorkQueueKey, WorkQueueReport, WorkQueueStatus, DEFAULT_MISSING_GRACE};
 
 /// The kind of a violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +89,11 @@ pub enum Mode {
     /// Repeats of already-verified lines are counted and skipped; loss,
     /// reordering and corruption are still violations.
     AtLeastOnce,
+    /// Every input line exactly once, in any order; nothing else.
+    WorkQueue,
+    /// Every input line at least once, in any order (repeats counted);
+    /// nothing else.
+    WorkQueueAtLeastOnce,
 }
 
 impl Mode {
@@ -92,7 +102,14 @@ impl Mode {
         match self {
             Mode::ExactlyOnce => "exactly-once",
             Mode::AtLeastOnce => "at-least-once",
+            Mode::WorkQueue => "work-queue",
+            Mode::WorkQueueAtLeastOnce => "work-queue-at-least-once",
         }
+    }
+
+    /// Whether order is dropped ([`crate::workqueue`]).
+    pub fn is_work_queue(self) -> bool {
+        matches!(self, Mode::WorkQueue | Mode::WorkQueueAtLeastOnce)
     }
 }
 
@@ -105,9 +122,11 @@ pub struct Violation {
     /// Kind.
     pub class: Class,
     /// Offset in the key's committed output of the first byte that differs
-    /// (its length for `incomplete`).
+    /// (its length for `incomplete`). In the work-queue modes: where the
+    /// first offending line starts (the output's length for `missing`).
     pub output_offset: u64,
-    /// 1-based number of the input line expected there.
+    /// 1-based number of the input line expected there. In the work-queue
+    /// modes: the input line concerned (0 when the line names none).
     pub input_line: u64,
     /// The input line expected there, without its newline (`None` past the
     /// end of the input).
@@ -120,6 +139,9 @@ pub struct Violation {
     /// The committed bytes that are gone from the sink's data file, when
     /// that is the violation.
     pub missing_data: Option<MissingData>,
+    /// Everything a work-queue check found (work-queue modes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_queue: Option<WorkQueueReport>,
 }
 
 fn ser_key<S: serde::Serializer>(key: &u8, s: S) -> Result<S::Ok, S::Error> {
@@ -129,6 +151,13 @@ fn ser_key<S: serde::Serializer>(key: &u8, s: S) -> Result<S::Ok, S::Error> {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let key = char::from(self.key);
+        if let Some(r) = &self.work_queue {
+            write!(f, "key {key}: {}", self.class)?;
+            if self.input_line > 0 {
+                write!(f, " (input line {})", self.input_line)?;
+            }
+            return write!(f, "\n{r}");
+        }
         if let Some(m) = &self.missing_data {
             write!(f, "key {key}: {}: {m}", self.class)?;
             return Ok(());
@@ -170,10 +199,15 @@ pub struct KeyStatus {
     /// less skipped duplicates and anything after a violation.
     pub verified_bytes: u64,
     /// Repeated lines skipped ([`Mode::AtLeastOnce`] only; always 0 in
-    /// [`Mode::ExactlyOnce`], where a repeat is a violation).
+    /// [`Mode::ExactlyOnce`], where a repeat is a violation). In the
+    /// work-queue modes: committed copies of lines already committed.
     pub duplicates: u64,
     /// The first violation, if any.
     pub violation: Option<Violation>,
+    /// Line counts of a work-queue check (work-queue modes only; there
+    /// `verified_bytes` is the size of the distinct input lines committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_queue: Option<WorkQueueStatus>,
 }
 
 impl KeyStatus {
@@ -297,7 +331,7 @@ impl Input {
 }
 
 /// Display form of a line: without its newline, lossy UTF-8.
-fn show(line: &[u8]) -> String {
+pub(crate) fn show(line: &[u8]) -> String {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     String::from_utf8_lossy(line).into_owned()
 }
@@ -318,6 +352,11 @@ pub struct KeyChecker {
     awaited: Option<Vec<u8>>,
     mode: Mode,
     duplicates: u64,
+    /// The work-queue check, once the mode is a work-queue mode (it then
+    /// takes every line).
+    wq: Option<Box<WorkQueueKey>>,
+    /// Grace of the work-queue check, in seconds.
+    grace: f64,
 }
 
 impl KeyChecker {
@@ -334,12 +373,61 @@ impl KeyChecker {
             awaited: None,
             mode: Mode::ExactlyOnce,
             duplicates: 0,
+            wq: None,
+            grace: DEFAULT_MISSING_GRACE,
         })
     }
 
-    /// Checks against `mode` from now on.
+    /// Checks against `mode` from now on. Lines already verified as an exact
+    /// prefix count as committed once when a work-queue mode starts; once a
+    /// key is checked in a work-queue mode it stays in one (switching back to
+    /// an ordered mode only changes the work-queue mode's name).
     pub fn set_mode(&mut self, mode: Mode) {
         self.mode = mode;
+        if let Some(wq) = &mut self.wq {
+            if mode.is_work_queue() {
+                wq.set_mode(mode);
+            }
+        }
+    }
+
+    /// Seconds an input line may stay uncommitted after a later line was
+    /// committed before the work-queue modes report it missing.
+    pub fn set_missing_grace(&mut self, seconds: f64) {
+        self.grace = seconds;
+        if let Some(wq) = &mut self.wq {
+            wq.set_grace(seconds);
+        }
+    }
+
+    /// The work-queue check, started (the input's last line read) on first
+    /// use in a work-queue mode.
+    fn work_queue(&mut self) -> Result<Option<&mut WorkQueueKey>, VerifyError> {
+        if self.wq.is_none() && self.mode.is_work_queue() {
+            let mut wq = WorkQueueKey::new(self.key, &self.input.path, self.mode)?;
+            wq.set_grace(self.grace);
+            if self.violation.is_none() && self.lines > 0 {
+                wq.seed_prefix(self.pos, self.lines);
+            }
+            self.wq = Some(Box::new(wq));
+        }
+        Ok(self.wq.as_deref_mut())
+    }
+
+    /// Starts a check at `now` (Unix seconds): work-queue modes only.
+    fn begin(&mut self, now: f64) -> Result<(), VerifyError> {
+        if let Some(wq) = self.work_queue()? {
+            wq.begin(now);
+        }
+        Ok(())
+    }
+
+    /// Ends a check: work-queue modes find the lines missing by now.
+    fn end(&mut self) -> Result<(), VerifyError> {
+        if let Some(wq) = self.work_queue()? {
+            wq.end()?;
+        }
+        Ok(())
     }
 
     /// The routing key.
@@ -350,6 +438,19 @@ impl KeyChecker {
     /// Takes the next committed output line of this key (with its newline,
     /// unless the output ends inside it).
     pub fn feed(&mut self, line: &[u8]) -> Result<(), VerifyError> {
+        self.feed_from(line, None)
+    }
+
+    /// [`KeyChecker::feed`], with where the line was read (the work-queue
+    /// modes name the sink file and use the commit time).
+    pub fn feed_from(
+        &mut self,
+        line: &[u8],
+        origin: Option<&LineOrigin<'_>>,
+    ) -> Result<(), VerifyError> {
+        if let Some(wq) = self.work_queue()? {
+            return wq.feed(line, origin);
+        }
         self.committed_bytes += line.len() as u64;
         if line.ends_with(b"\n") {
             self.committed_lines += 1;
@@ -403,6 +504,10 @@ impl KeyChecker {
     /// Records committed bytes lost from the sink, unless a violation was
     /// already found.
     pub fn data_missing(&mut self, m: &MissingData) {
+        if let Some(wq) = &mut self.wq {
+            wq.data_missing(m);
+            return;
+        }
         if self.violation.is_none() {
             self.violation = Some(Violation {
                 key: self.key,
@@ -413,12 +518,16 @@ impl KeyChecker {
                 found: None,
                 detail: m.to_string(),
                 missing_data: Some(m.clone()),
+                work_queue: None,
             });
         }
     }
 
     /// Requires the whole input: a clean but short output is `incomplete`.
     pub fn require_complete(&mut self) -> Result<(), VerifyError> {
+        if let Some(wq) = self.work_queue()? {
+            return wq.require_complete();
+        }
         if self.violation.is_none() && self.pos < self.input.len {
             let expected = self.input.line_at(self.pos)?;
             self.violation = Some(Violation {
@@ -433,13 +542,35 @@ impl KeyChecker {
                     self.pos, self.input.len
                 ),
                 missing_data: None,
+                work_queue: None,
             });
         }
         Ok(())
     }
 
+    /// Heap bytes held by the work-queue check of this key (its bitmap,
+    /// marks and read window; 0 in the ordered modes).
+    pub fn work_queue_heap_bytes(&self) -> usize {
+        self.wq.as_ref().map_or(0, |wq| wq.heap_bytes())
+    }
+
     /// Where the key stands.
     pub fn status(&self) -> KeyStatus {
+        if let Some(wq) = &self.wq {
+            let (path, input_bytes) = wq.input();
+            let (committed_bytes, committed_lines, verified_bytes, duplicates) = wq.counts();
+            return KeyStatus {
+                key: self.key,
+                input: path.to_owned(),
+                input_bytes,
+                committed_bytes,
+                committed_lines,
+                verified_bytes,
+                duplicates,
+                violation: wq.violation(),
+                work_queue: Some(wq.status()),
+            };
+        }
         KeyStatus {
             key: self.key,
             input: self.input.path.clone(),
@@ -449,6 +580,7 @@ impl KeyChecker {
             verified_bytes: self.pos,
             duplicates: self.duplicates,
             violation: self.violation.clone(),
+            work_queue: None,
         }
     }
 
@@ -466,6 +598,7 @@ impl KeyChecker {
             found: Some(show(line)),
             detail: String::new(),
             missing_data: None,
+            work_queue: None,
         };
         if self.pos + diff as u64 >= self.input.len {
             v.class = Class::Extra;
@@ -547,25 +680,33 @@ impl Checkers {
         Ok(Checkers { checkers, route })
     }
 
-    /// Reads what was committed since last time into the checkers.
+    /// Reads what was committed since last time into the checkers; `now`
+    /// (Unix seconds) is the time the work-queue modes judge missing lines
+    /// at.
     pub(crate) fn advance(
         &mut self,
         stream: &mut CommittedStream,
         final_read: bool,
+        now: f64,
     ) -> Result<(), VerifyError> {
+        for c in &mut self.checkers {
+            c.begin(now)?;
+        }
         let mut failure = None;
         let Checkers { checkers, route } = self;
-        let mut on_line = |line: &[u8]| {
+        let mut on_line = |line: &[u8], origin: &LineOrigin<'_>| {
             let i = route[usize::from(line[0])];
             if i != NO_KEY && failure.is_none() {
-                if let Err(e) = checkers[usize::from(i)].feed(line) {
+                if let Err(e) = checkers[usize::from(i)].feed_from(line, Some(origin)) {
                     failure = Some(e);
                 }
             }
         };
-        let missing = stream.advance(final_read, &mut on_line)?.cloned();
+        let missing = stream
+            .advance_with_origin(final_read, &mut on_line)?
+            .cloned();
         if final_read {
-            stream.flush_partial_lines(&mut on_line);
+            stream.flush_partial_lines_with_origin(&mut on_line);
         }
         if let Some(e) = failure {
             return Err(e);
@@ -575,6 +716,9 @@ impl Checkers {
                 c.data_missing(&m);
             }
         }
+        for c in checkers.iter_mut() {
+            c.end()?;
+        }
         Ok(())
     }
 
@@ -583,6 +727,30 @@ impl Checkers {
         for c in &mut self.checkers {
             c.set_mode(mode);
         }
+    }
+
+    /// Sets every checker's grace for missing lines (work-queue modes).
+    pub(crate) fn set_missing_grace(&mut self, seconds: f64) {
+        for c in &mut self.checkers {
+            c.set_missing_grace(seconds);
+        }
+    }
+
+    /// Requires the whole input of `key` from now on; its status after.
+    pub(crate) fn require_complete(&mut self, key: u8) -> Result<Option<KeyStatus>, VerifyError> {
+        let Some(c) = self.checkers.iter_mut().find(|c| c.key == key) else {
+            return Ok(None);
+        };
+        c.require_complete()?;
+        Ok(Some(c.status()))
+    }
+
+    /// Heap bytes held by the work-queue checks.
+    pub(crate) fn work_queue_heap_bytes(&self) -> usize {
+        self.checkers
+            .iter()
+            .map(KeyChecker::work_queue_heap_bytes)
+            .sum()
     }
 
     pub(crate) fn statuses(&self) -> Vec<KeyStatus> {
@@ -601,18 +769,67 @@ pub fn check_keys(
     check_keys_with_mode(sink_dir, inputs, complete, Mode::ExactlyOnce)
 }
 
-/// [`check_keys`] against the guarantee `mode`.
+/// [`check_keys`] against the guarantee `mode` (work-queue modes with the
+/// default grace, judged at the current time).
 pub fn check_keys_with_mode(
     sink_dir: &Path,
     inputs: impl IntoIterator<Item = (u8, PathBuf)>,
     complete: bool,
     mode: Mode,
 ) -> Result<Vec<KeyStatus>, VerifyError> {
+    let opts = CheckOptions {
+        complete,
+        mode,
+        ..CheckOptions::default()
+    };
+    check_keys_with(sink_dir, inputs, &opts)
+}
+
+/// How a point-in-time check is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOptions {
+    /// Require the whole input.
+    pub complete: bool,
+    /// The guarantee checked.
+    pub mode: Mode,
+    /// Work-queue modes: seconds a line may stay uncommitted after a later
+    /// line was committed before it is missing.
+    pub missing_grace: f64,
+    /// Work-queue modes: the time (Unix seconds) missing lines are judged
+    /// at; `None` for the current time.
+    pub now: Option<f64>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            complete: false,
+            mode: Mode::ExactlyOnce,
+            missing_grace: DEFAULT_MISSING_GRACE,
+            now: None,
+        }
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// [`check_keys`] with every option.
+pub fn check_keys_with(
+    sink_dir: &Path,
+    inputs: impl IntoIterator<Item = (u8, PathBuf)>,
+    opts: &CheckOptions,
+) -> Result<Vec<KeyStatus>, VerifyError> {
     let mut checkers = Checkers::new(inputs)?;
-    checkers.set_mode(mode);
+    checkers.set_mode(opts.mode);
+    checkers.set_missing_grace(opts.missing_grace);
     let mut stream = CommittedStream::new(sink_dir, MissingFilePolicy::Report);
-    checkers.advance(&mut stream, true)?;
-    if complete {
+    checkers.advance(&mut stream, true, opts.now.unwrap_or_else(unix_now))?;
+    if opts.complete {
         for c in &mut checkers.checkers {
             c.require_complete()?;
         }

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::check::{check_keys_with_mode, KeyStatus, Mode};
+use crate::check::{check_keys_with, CheckOptions, KeyStatus, Mode};
 use crate::input::{
     delete_input_files, spec_file_len, validate_keys, write_input_files_with_progress, InputSpec,
     DEFAULT_KEYS, DEFAULT_SOURCE_BYTES,
 };
+use crate::workqueue::DEFAULT_MISSING_GRACE;
 
 use verdict::{HOLDS, USAGE, VIOLATION};
 
@@ -71,11 +72,28 @@ pub struct VerifyArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// The guarantee checked: `at-least-once` counts and skips exact
-    /// repeats of already-verified lines instead of calling them a
-    /// violation (loss, reordering and corruption still are).
+    /// The guarantee checked: `exactly-once`, the output is an exact prefix
+    /// of the input; `at-least-once` counts and skips exact repeats of
+    /// already-verified lines instead of calling them a violation (loss,
+    /// reordering and corruption still are); `work-queue`, every input
+    /// line exactly once in any order, nothing else; and
+    /// `work-queue-at-least-once`, every input line at least once in any
+    /// order (repeats counted), nothing else.
     #[arg(long, value_enum, default_value_t = Mode::ExactlyOnce)]
     pub mode: Mode,
+    /// Work-queue modes, without --complete: an uncommitted input line is
+    /// missing once a later input line of the key was committed (its
+    /// `2-ok` time) more than this many seconds before now.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MISSING_GRACE, value_parser = parse_grace)]
+    pub missing_grace: f64,
+}
+
+/// Parses a grace: a number of seconds, 0 or more.
+fn parse_grace(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds (0 or more)"))
 }
 
 /// Runs `crasher create-input-files`.
@@ -126,12 +144,44 @@ pub fn run_delete(args: DeleteInputFilesArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The one-line verdict for a key that holds.
-fn ok_line(s: &KeyStatus) -> String {
+fn ok_line(s: &KeyStatus, mode: Mode, complete: bool) -> String {
     let name = s
         .input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| s.input.display().to_string());
+    if let Some(wq) = &s.work_queue {
+        let mut line = format!(
+            "OK: key {}: {} committed bytes ({} lines) are lines of {name}, in any order ({}): {} of its {} lines committed",
+            char::from(s.key),
+            s.committed_bytes,
+            s.committed_lines,
+            mode.as_str(),
+            wq.distinct_lines,
+            wq.input_lines,
+        );
+        if complete {
+            line.push_str(" (the whole input)");
+        }
+        if s.duplicates == 0 {
+            line.push_str(", none twice");
+        } else {
+            line.push_str(&format!(", {} repeated line(s) counted", s.duplicates));
+        }
+        if wq.holes > 0 {
+            line.push_str(&format!(
+                "; {} line(s) before the last one committed are not committed yet, none for longer than the {}s grace",
+                wq.holes, wq.missing_grace
+            ));
+        }
+        return line;
+    }
+    if complete {
+        return format!(
+            "{} (the whole input)",
+            ok_line(s, mode, false).replace("are a prefix of", "equal")
+        );
+    }
     let mut line = format!(
         "OK: key {}: {} committed bytes ({} lines) are a prefix of {}",
         char::from(s.key),
@@ -150,12 +200,13 @@ fn ok_line(s: &KeyStatus) -> String {
 
 /// Runs `crasher verify`.
 pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let checked = check_keys_with_mode(
-        &args.sink_dir,
-        [(args.key, args.input.clone())],
-        args.complete,
-        args.mode,
-    );
+    let opts = CheckOptions {
+        complete: args.complete,
+        mode: args.mode,
+        missing_grace: args.missing_grace,
+        now: None,
+    };
+    let checked = check_keys_with(&args.sink_dir, [(args.key, args.input.clone())], &opts);
     let status = match checked.map(|mut v| v.remove(0)) {
         Ok(s) => s,
         Err(e) => {
@@ -171,13 +222,8 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         println!("{v}");
     } else if let Some(v) = &status.violation {
         println!("VIOLATION: {v}");
-    } else if args.complete {
-        println!(
-            "{} (the whole input)",
-            ok_line(&status).replace("are a prefix of", "equal")
-        );
     } else {
-        println!("{}", ok_line(&status));
+        println!("{}", ok_line(&status, args.mode, args.complete));
     }
     Ok(ExitCode::from(if status.holds() {
         HOLDS

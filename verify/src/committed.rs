@@ -79,6 +79,18 @@ impl std::fmt::Display for MissingData {
     }
 }
 
+/// Where a committed line was read: the data file, the line's byte offset in
+/// it, and the time of the commit that completed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineOrigin<'a> {
+    /// The data file (its path when the line was read).
+    pub data_file: &'a Path,
+    /// Byte offset of the line's first byte in the data file.
+    pub offset: u64,
+    /// Time (element 0) of the `2-ok` record that committed the line's end.
+    pub time: f64,
+}
+
 /// What to do when a data file with committed bytes cannot be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingFilePolicy {
@@ -110,6 +122,10 @@ struct Followed {
     last_end: u64,
     /// A committed partial line waiting for its end.
     pending: Vec<u8>,
+    /// Data file offset of `pending`'s first byte.
+    pending_start: u64,
+    /// Time of the last commit applied.
+    last_time: f64,
     /// Calls in which the data file was looked for and not found.
     data_missing: u32,
 }
@@ -213,6 +229,16 @@ impl CommittedStream {
         final_read: bool,
         on_line: &mut dyn FnMut(&[u8]),
     ) -> Result<Option<&MissingData>, VerifyError> {
+        self.advance_with_origin(final_read, &mut |line, _| on_line(line))
+    }
+
+    /// [`CommittedStream::advance`], also telling for each line where it was
+    /// read ([`LineOrigin`]).
+    pub fn advance_with_origin(
+        &mut self,
+        final_read: bool,
+        on_line: &mut dyn FnMut(&[u8], &LineOrigin<'_>),
+    ) -> Result<Option<&MissingData>, VerifyError> {
         if self.missing.is_some() {
             return Ok(self.missing.as_ref());
         }
@@ -251,9 +277,24 @@ impl CommittedStream {
     /// point-in-time check where no more data will come: a committed stream
     /// that ends inside a line.
     pub fn flush_partial_lines(&mut self, on_line: &mut dyn FnMut(&[u8])) {
+        self.flush_partial_lines_with_origin(&mut |line, _| on_line(line));
+    }
+
+    /// [`CommittedStream::flush_partial_lines`] with each line's
+    /// [`LineOrigin`] (the time is that of the file's last commit).
+    pub fn flush_partial_lines_with_origin(
+        &mut self,
+        on_line: &mut dyn FnMut(&[u8], &LineOrigin<'_>),
+    ) {
         for f in &mut self.files {
             if !f.pending.is_empty() {
-                on_line(&f.pending);
+                let data_file = f.data_path();
+                let origin = LineOrigin {
+                    data_file: &data_file,
+                    offset: f.pending_start,
+                    time: f.last_time,
+                };
+                on_line(&f.pending, &origin);
                 f.pending.clear();
             }
         }
@@ -345,6 +386,8 @@ impl CommittedStream {
                 data: None,
                 last_end: 0,
                 pending: Vec::new(),
+                pending_start: 0,
+                last_time: 0.0,
                 data_missing: 0,
             });
         }
@@ -453,7 +496,7 @@ impl CommittedStream {
     fn apply(
         &mut self,
         c: &Commit,
-        on_line: &mut dyn FnMut(&[u8]),
+        on_line: &mut dyn FnMut(&[u8], &LineOrigin<'_>),
     ) -> Result<Applied, VerifyError> {
         let f = &mut self.files[c.file];
         if c.end <= f.last_end {
@@ -502,10 +545,17 @@ impl CommittedStream {
             if n == 0 {
                 break;
             }
+            let chunk = Chunk {
+                bytes: &self.buf[..n],
+                offset: at,
+                data_file: &path,
+                time: c.time,
+            };
+            split_lines(&mut f.pending, &mut f.pending_start, &chunk, on_line);
             at += n as u64;
-            split_lines(&mut f.pending, &self.buf[..n], on_line);
         }
         f.last_end = at;
+        f.last_time = c.time;
         if at < c.end {
             return Ok(Applied::Missing(MissingData {
                 data_file: path,
@@ -527,21 +577,53 @@ enum Applied {
     Missing(MissingData),
 }
 
-/// Splits `chunk` into lines, completing `pending` first, and keeps the
-/// unfinished tail in `pending`.
-fn split_lines(pending: &mut Vec<u8>, chunk: &[u8], on_line: &mut dyn FnMut(&[u8])) {
+/// Committed bytes just read from a data file.
+struct Chunk<'a> {
+    bytes: &'a [u8],
+    /// Data file offset of `bytes[0]`.
+    offset: u64,
+    data_file: &'a Path,
+    /// Time of the commit being applied.
+    time: f64,
+}
+
+/// Splits `chunk` into lines, completing `pending` (which starts at data
+/// file offset `pending_start`) first, and keeps the unfinished tail in
+/// `pending`.
+fn split_lines(
+    pending: &mut Vec<u8>,
+    pending_start: &mut u64,
+    chunk: &Chunk<'_>,
+    on_line: &mut dyn FnMut(&[u8], &LineOrigin<'_>),
+) {
+    let bytes = chunk.bytes;
     let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', chunk) {
+    for nl in memchr::memchr_iter(b'\n', bytes) {
         if pending.is_empty() {
-            on_line(&chunk[start..=nl]);
+            let origin = LineOrigin {
+                data_file: chunk.data_file,
+                offset: chunk.offset + start as u64,
+                time: chunk.time,
+            };
+            on_line(&bytes[start..=nl], &origin);
         } else {
-            pending.extend_from_slice(&chunk[start..=nl]);
-            on_line(pending);
+            pending.extend_from_slice(&bytes[start..=nl]);
+            let origin = LineOrigin {
+                data_file: chunk.data_file,
+                offset: *pending_start,
+                time: chunk.time,
+            };
+            on_line(pending, &origin);
             pending.clear();
         }
         start = nl + 1;
     }
-    pending.extend_from_slice(&chunk[start..]);
+    if start < bytes.len() {
+        if pending.is_empty() {
+            *pending_start = chunk.offset + start as u64;
+        }
+        pending.extend_from_slice(&bytes[start..]);
+    }
 }
 
 /// The committed output of a sink directory, filtered to the lines starting
@@ -639,6 +721,39 @@ mod tests {
         let (a, missing) = committed_output(p, Some(b'A')).unwrap();
         assert_eq!(a, b"A1\nA2\nA3\n");
         assert!(missing.is_none());
+    }
+
+    #[test]
+    fn each_line_is_handed_over_with_its_file_offset_and_commit_time() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        append(&p.join("output.w1"), b"A1\nB22\nA333\nA4");
+        append(&p.join("output.w1.txnlog"), ok(1.0, "t1", 5).as_bytes());
+        append(&p.join("output.w2"), b"A5\n");
+        append(&p.join("output.w2.txnlog"), ok(1.5, "t1", 3).as_bytes());
+        let mut s = CommittedStream::new(p, MissingFilePolicy::RetryOnce);
+        let mut seen: Vec<(Vec<u8>, PathBuf, u64, f64)> = Vec::new();
+        let mut take = |l: &[u8], o: &LineOrigin<'_>| {
+            seen.push((l.to_vec(), o.data_file.to_owned(), o.offset, o.time))
+        };
+        s.advance_with_origin(false, &mut take).unwrap();
+        // The line completed by a later commit keeps its start and takes
+        // that commit's time; a committed partial line is flushed last.
+        append(&p.join("output.w1.txnlog"), ok(2.0, "t2", 15).as_bytes());
+        s.advance_with_origin(false, &mut take).unwrap();
+        s.flush_partial_lines_with_origin(&mut take);
+        let w1 = p.join("output.w1");
+        let w2 = p.join("output.w2");
+        assert_eq!(
+            seen,
+            vec![
+                (b"A1\n".to_vec(), w1.clone(), 0, 1.0),
+                (b"A5\n".to_vec(), w2, 0, 1.5),
+                (b"B22\n".to_vec(), w1.clone(), 3, 2.0),
+                (b"A333\n".to_vec(), w1.clone(), 7, 2.0),
+                (b"A4".to_vec(), w1, 12, 2.0),
+            ]
+        );
     }
 
     #[test]

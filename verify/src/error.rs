@@ -40,6 +40,15 @@ pub enum VerifyError {
         #[source]
         source: io::Error,
     },
+    /// An input file that is not as `create-input-files` writes it, where
+    /// that matters (the work-queue modes read its last line).
+    #[error("input file {path}: {reason}")]
+    InputFormat {
+        /// File.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The same key was given twice.
     #[error("key {0:?} given twice")]
     DuplicateKey(char),

@@ -158,3 +158,99 @@ impl FakeWorker {
         Ok((data, log))
     }
 }
+
+/// How [`write_full_sink`] orders the committed lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Each key's lines in input order: worker `w` holds keys `w`, `w + W`,
+    /// ... (W workers), their lines alternating one by one.
+    InOrder,
+    /// Every line of every key in one random permutation (seeded), dealt
+    /// to the workers in turn: what a work queue with many consumers could
+    /// commit at worst.
+    Shuffled {
+        /// Seed of the permutation.
+        seed: u64,
+    },
+}
+
+/// Commits about this many bytes per transaction in [`write_full_sink`].
+pub const FULL_SINK_TXN_BYTES: u64 = 64 * 1024;
+
+/// Writes a sink directory `sink` holding the whole of every input file in
+/// `inputs`, spread over `workers` workers (`output.workerN` and its
+/// txnlog), in `order`, committed in transactions of about
+/// [`FULL_SINK_TXN_BYTES`] at times `t0`, `t0 + 0.001`, ... Returns the
+/// bytes written. Holds all inputs in memory while writing (this is a
+/// fixture, not the verifier).
+pub fn write_full_sink(
+    sink: &Path,
+    inputs: &[(u8, PathBuf)],
+    workers: usize,
+    order: Order,
+    t0: f64,
+) -> io::Result<u64> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    let workers = workers.max(1);
+    fs::create_dir_all(sink)?;
+    let texts: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|(_, p)| fs::read(p))
+        .collect::<io::Result<_>>()?;
+    let lines: Vec<Vec<&[u8]>> = texts
+        .iter()
+        .map(|t| t.split_inclusive(|&b| b == b'\n').collect())
+        .collect();
+    // Each worker's lines, in commit order.
+    let mut per_worker: Vec<Vec<&[u8]>> = vec![Vec::new(); workers];
+    match order {
+        Order::InOrder => {
+            for (w, out) in per_worker.iter_mut().enumerate() {
+                let keys: Vec<&Vec<&[u8]>> = lines.iter().skip(w).step_by(workers).collect();
+                let longest = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+                for i in 0..longest {
+                    out.extend(keys.iter().filter_map(|k| k.get(i).copied()));
+                }
+            }
+        }
+        Order::Shuffled { seed } => {
+            let mut all: Vec<&[u8]> = lines.iter().flatten().copied().collect();
+            all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            for (i, l) in all.into_iter().enumerate() {
+                per_worker[i % workers].push(l);
+            }
+        }
+    }
+    let mut total = 0;
+    let mut txn = 0u64;
+    for (w, out) in per_worker.iter().enumerate() {
+        let name = format!("worker{w}");
+        let mut data = io::BufWriter::new(File::create(sink.join(format!("output.{name}")))?);
+        let mut log = String::new();
+        let mut written = 0u64;
+        let mut committed = 0u64;
+        for (i, l) in out.iter().enumerate() {
+            data.write_all(l)?;
+            written += l.len() as u64;
+            if written - committed >= FULL_SINK_TXN_BYTES || i + 1 == out.len() {
+                let entry = Entry {
+                    time: t0 + txn as f64 * 0.001,
+                    record: Record::Phase2Ok {
+                        txn_id: format!("Passthrough-w-{name}-id-1:c_id={txn}"),
+                        offset: written,
+                    },
+                };
+                log.push_str(&entry.to_line());
+                log.push('\n');
+                txn += 1;
+                committed = written;
+            }
+        }
+        data.into_inner().map_err(io::IntoInnerError::into_error)?;
+        fs::write(sink.join(format!("output.{name}.txnlog")), log)?;
+        total += written;
+    }
+    Ok(total)
+}

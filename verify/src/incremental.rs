@@ -23,10 +23,15 @@
 //! reaches the disk after a later-stamped record of another worker was
 //! already applied is applied after it. That only matters when a key moves
 //! between those two workers within that instant.
+//!
+//! In the work-queue modes ([`crate::workqueue`]) each call also judges which
+//! uncommitted lines are missing at the time of the call: those with a later
+//! input line committed more than the grace before
+//! ([`IncrementalVerifier::with_missing_grace`]).
 
 use std::path::PathBuf;
 
-use crate::check::{Checkers, KeyStatus, Mode};
+use crate::check::{unix_now, Checkers, KeyStatus, Mode};
 use crate::committed::{CommittedStream, MissingFilePolicy};
 use crate::error::VerifyError;
 
@@ -58,17 +63,47 @@ impl IncrementalVerifier {
         self
     }
 
-    /// Changes the mode for the lines read from now on.
+    /// Changes the mode for the lines read from now on (see
+    /// [`crate::check::KeyChecker::set_mode`] for switching to and from the
+    /// work-queue modes).
     pub fn set_mode(&mut self, mode: Mode) {
         self.checkers.set_mode(mode);
+    }
+
+    /// Work-queue modes: an uncommitted input line is missing once a later
+    /// line of its key was committed more than `seconds` before a call
+    /// (default [`crate::workqueue::DEFAULT_MISSING_GRACE`]).
+    pub fn with_missing_grace(mut self, seconds: f64) -> IncrementalVerifier {
+        self.checkers.set_missing_grace(seconds);
+        self
     }
 
     /// Reads what was committed since the last call and returns where every
     /// key stands: committed bytes and lines, and its first violation if any
     /// (the same diagnosis as the full check; once found it stays).
     pub fn check(&mut self) -> Result<Vec<KeyStatus>, VerifyError> {
-        self.checkers.advance(&mut self.stream, false)?;
+        self.check_at(unix_now())
+    }
+
+    /// [`IncrementalVerifier::check`], judging missing lines (work-queue
+    /// modes) at `now`, in Unix seconds like the txnlog's commit times.
+    pub fn check_at(&mut self, now: f64) -> Result<Vec<KeyStatus>, VerifyError> {
+        self.checkers.advance(&mut self.stream, false, now)?;
         Ok(self.checkers.statuses())
+    }
+
+    /// Requires the whole input of `key` from now on (its feeder is done):
+    /// every uncommitted line is then missing. Returns the key's status, or
+    /// `None` for a key not checked.
+    pub fn require_complete(&mut self, key: u8) -> Result<Option<KeyStatus>, VerifyError> {
+        self.checkers.require_complete(key)
+    }
+
+    /// Heap bytes held by the work-queue checks of all keys: one bit per
+    /// input line, the high marks and a 64 KiB read window per key (0 in
+    /// the ordered modes).
+    pub fn work_queue_heap_bytes(&self) -> usize {
+        self.checkers.work_queue_heap_bytes()
     }
 
     /// Where every key stood after the last call, without reading anything.

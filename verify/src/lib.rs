@@ -9,6 +9,8 @@
 //!   the first difference is diagnosed and classed.
 //! - [`incremental`]: the same check, reading only new bytes on each call,
 //!   for the sanity loop of a soak.
+//! - [`workqueue`]: the work-queue modes: every input line once (or at
+//!   least once) in any order, with a bitmap of lines seen per key.
 //! - [`error`]: why a verdict could not be reached.
 //! - [`fixture`]: crafted sink directories for tests and benchmarks.
 //! - [`cli`]: `crasher create-input-files`, `delete-input-files`, `verify`.
@@ -21,5 +23,6 @@ pub mod fixture;
 pub mod incremental;
 pub mod input;
 pub mod txnlog;
+pub mod workqueue;
 
 pub use error::VerifyError;

@@ -162,6 +162,24 @@ pub enum VerifyMode {
     ExactlyOnce,
     /// Duplicates of already-committed lines are counted, not violations.
     AtLeastOnce,
+    /// Every input line exactly once, in any order, nothing else (a work
+    /// queue: consumers share the stream); see docs/verification.md.
+    WorkQueue,
+    /// Every input line at least once, in any order, nothing else;
+    /// duplicates are counted, not violations.
+    WorkQueueAtLeastOnce,
+}
+
+impl VerifyMode {
+    /// The verifier's mode.
+    pub fn check_mode(self) -> verify::check::Mode {
+        match self {
+            VerifyMode::ExactlyOnce => verify::check::Mode::ExactlyOnce,
+            VerifyMode::AtLeastOnce => verify::check::Mode::AtLeastOnce,
+            VerifyMode::WorkQueue => verify::check::Mode::WorkQueue,
+            VerifyMode::WorkQueueAtLeastOnce => verify::check::Mode::WorkQueueAtLeastOnce,
+        }
+    }
 }
 
 /// Port layout of a run: worker N's port for a role is
@@ -611,6 +629,27 @@ mod tests {
         let text = passthrough_with("program = \"{crasher}\"", "program = \"{run_dir}/w\"");
         let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
         assert!(e.contains("field worker.program"), "{e}");
+    }
+
+    #[test]
+    fn verify_modes_parse_including_the_work_queue_ones() {
+        for (word, mode) in [
+            ("exactly-once", VerifyMode::ExactlyOnce),
+            ("at-least-once", VerifyMode::AtLeastOnce),
+            ("work-queue", VerifyMode::WorkQueue),
+            ("work-queue-at-least-once", VerifyMode::WorkQueueAtLeastOnce),
+        ] {
+            let text = format!("verify_mode = \"{word}\"\n{}", BUILTIN[0].1);
+            let p = Profile::parse(&text, "p.toml").unwrap();
+            assert_eq!(p.verify_mode, mode);
+            assert_eq!(p.verify_mode.check_mode().as_str(), word);
+        }
+        let text = format!("verify_mode = \"work_queue\"\n{}", BUILTIN[0].1);
+        let e = Profile::parse(&text, "p.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("line 1") && e.contains("work-queue-at-least-once"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::time::sleep;
 use super::harness::{Harness, Outcome};
 use super::liveness::QuietClock;
 use super::timings::secs;
-use crate::run::profile::{Mode, VerifyMode};
+use crate::run::profile::Mode;
 
 /// Per-key verification progress, shared with the summary.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +22,9 @@ pub struct KeyProgress {
     pub verified: u64,
     /// Size of the key's input file.
     pub input_len: u64,
+    /// Work-queue modes: input lines not committed while a later line is
+    /// (waited for, not yet missing).
+    pub holes: Option<u64>,
 }
 
 /// Shared view of the latest verification round.
@@ -35,6 +38,8 @@ pub struct Sanity {
     bad_words: Regex,
     state: SanityState,
     mode: Mode,
+    /// Whether the profile's verify mode is a work-queue mode.
+    work_queue: bool,
 }
 
 impl Sanity {
@@ -60,6 +65,7 @@ impl Sanity {
                 KeyProgress {
                     verified: 0,
                     input_len,
+                    holes: None,
                 },
             );
         }
@@ -69,10 +75,8 @@ impl Sanity {
                     sink_dir,
                     inputs.iter().map(|(k, p)| (k.as_bytes()[0], p.clone())),
                 )?
-                .with_mode(match verify_mode {
-                    VerifyMode::ExactlyOnce => verify::check::Mode::ExactlyOnce,
-                    VerifyMode::AtLeastOnce => verify::check::Mode::AtLeastOnce,
-                }),
+                .with_mode(verify_mode.check_mode())
+                .with_missing_grace(h.timings.work_queue_missing_grace),
             ),
             Mode::Tcp => None,
         };
@@ -83,6 +87,7 @@ impl Sanity {
             bad_words: Regex::new("ERROR|FATAL|CRIT").expect("static regex"),
             state: Arc::new(Mutex::new(progress)),
             mode,
+            work_queue: verify_mode.check_mode().is_work_queue(),
         })
     }
 
@@ -129,12 +134,27 @@ impl Sanity {
         for s in &statuses {
             if let Some(p) = state.get_mut(&(s.key as char).to_string()) {
                 p.verified = s.verified_bytes;
+                p.holes = s.work_queue.as_ref().map(|w| w.holes);
             }
             if let Some(d) = &s.violation {
                 return Ok(Some(format!("SANITY2: {d}")));
             }
         }
         Ok(None)
+    }
+
+    /// Work-queue modes: the whole input of `key` is required from now on;
+    /// the diagnosis naming every line not committed, if any.
+    fn missing_lines(&mut self, key: &str) -> Option<String> {
+        if !self.work_queue {
+            return None;
+        }
+        let v = self.verifier.as_mut()?;
+        match v.require_complete(key.as_bytes()[0]) {
+            Ok(Some(s)) => s.violation.map(|v| v.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("(the missing lines could not be listed: {e})")),
+        }
     }
 
     /// Whether every key is fully committed.
@@ -155,7 +175,17 @@ impl Sanity {
     /// committed (checked after a grace period for the last commit to land).
     pub async fn run(mut self, h: Arc<Harness>) {
         let period = secs(h.timings.sanity_period);
-        let grace = secs(h.timings.acked_commit_grace);
+        // A work queue may hold a line back (a consumer that crashed with it
+        // pending) for up to its own grace before it is missing.
+        let grace = if self.work_queue {
+            secs(
+                h.timings
+                    .acked_commit_grace
+                    .max(h.timings.work_queue_missing_grace),
+            )
+        } else {
+            secs(h.timings.acked_commit_grace)
+        };
         // Quiet time since each key's feeder saw its last ack.
         let mut done_since: BTreeMap<String, QuietClock> = BTreeMap::new();
         let mut stall = CommitStall::new(&h);
@@ -202,12 +232,16 @@ impl Sanity {
                 let short = progress.get(k).filter(|p| p.verified < p.input_len);
                 if let (Some(p), Mode::Connector) = (short, self.mode) {
                     if quiet >= grace {
-                        let v = format!(
+                        let mut v = format!(
                             "SANITY3: key {k}: the feeder saw its last line acked, but only {} of {} bytes are committed after {:.0}s of quiet time: acked data was lost",
                             p.verified,
                             p.input_len,
                             quiet.as_secs_f64()
                         );
+                        if let Some(lines) = tokio::task::block_in_place(|| self.missing_lines(k)) {
+                            v.push('\n');
+                            v.push_str(&lines);
+                        }
                         h.out.line(&v);
                         return h.violation("sanity", v);
                     }
@@ -332,6 +366,11 @@ pub async fn final_summary(h: &Arc<Harness>, inputs: &BTreeMap<String, PathBuf>)
             "\n  key {k}: {} of {} bytes ({pct:.1}%)",
             p.verified, p.input_len
         ));
+        if let Some(n) = p.holes.filter(|&n| n > 0) {
+            text.push_str(&format!(
+                "; {n} line(s) before the last committed one not committed (yet)"
+            ));
+        }
     }
     Summary {
         text,

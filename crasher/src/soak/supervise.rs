@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::exit;
 use crate::run::cluster::{Cluster, Settings};
 use crate::run::ports::PortBlock;
-use crate::run::profile::{Mode, Profile};
+use crate::run::profile::{Mode, Profile, VerifyMode};
 use crate::run::rundir::RunDir;
 use crate::run::{disk, network, rundir};
 
@@ -241,6 +241,9 @@ pub async fn prepare(
             _ => String::new(),
         }
     ));
+    if let Some(line) = verify_mode_line(&cluster.profile().verify_mode, &timings) {
+        out.line(&line);
+    }
     if lossy {
         if !std::path::Path::new("/dev/fuse").exists() {
             anyhow::bail!(
@@ -280,6 +283,28 @@ pub async fn prepare(
         inputs,
         interrupts,
     })
+}
+
+/// The line saying which guarantee the sanity loop checks, unless it is
+/// the default (an exact prefix).
+fn verify_mode_line(mode: &VerifyMode, timings: &Timings) -> Option<String> {
+    let m = mode.check_mode();
+    let what = match mode {
+        VerifyMode::ExactlyOnce => return None,
+        VerifyMode::AtLeastOnce => "an exact prefix once repeats of verified lines are skipped",
+        VerifyMode::WorkQueue => "every input line exactly once, in any order",
+        VerifyMode::WorkQueueAtLeastOnce => "every input line at least once, in any order",
+    };
+    let grace = if m.is_work_queue() {
+        format!(
+            "; a line is missing once a later line of its key has been committed for more than \
+             {}s (work_queue_missing_grace)",
+            timings.work_queue_missing_grace
+        )
+    } else {
+        String::new()
+    };
+    Some(format!("Verify mode: {} ({what}{grace})", m.as_str()))
 }
 
 pub(super) async fn soak(

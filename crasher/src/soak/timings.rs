@@ -95,6 +95,12 @@ timings! {
     /// before that is a liveness violation (`liveness: commit-progress`);
     /// 0 turns the check off.
     commit_stall = 60.0,
+    /// Sanity, `verify_mode = "work-queue"` and `"work-queue-at-least-once"`:
+    /// an input line not committed is missing (a violation) once a line
+    /// that comes later in the key's input has been committed (its `2-ok`
+    /// time) for more than this many seconds; the check after a key's
+    /// feeder saw its last ack also waits at least this long.
+    work_queue_missing_grace = 60.0,
     /// Clean old gzip files: period.
     clean_gz_period = 10.0,
     /// Schedule: how long a fault's effect (new commits on every fed key)
