@@ -106,6 +106,10 @@ pub enum Command {
     NatsFeed(nats::cli::FeedArgs),
     /// Commit a NATS JetStream stream to sink output files through a durable consumer.
     NatsSink(nats::cli::SinkArgs),
+    /// Append one line file to a Redis stream (XADD, optionally WAIT), following Sentinel failover.
+    RedisFeed(redis_driver::cli::FeedArgs),
+    /// Commit every Redis `lines:*` stream to sink output files through a consumer group.
+    RedisSink(redis_driver::cli::SinkArgs),
     /// Run one worker of the built-in reference cluster (what the
     /// `passthrough` profile starts; same options as the `passthrough` binary).
     Passthrough(passthrough::cli::Args),
@@ -224,6 +228,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Receive(a)) => feeders::cli::run_receive(a),
         Some(Command::NatsFeed(a)) => nats::cli::run_feed(a),
         Some(Command::NatsSink(a)) => nats::cli::run_sink(a),
+        Some(Command::RedisFeed(a)) => redis_driver::cli::run_feed(a),
+        Some(Command::RedisSink(a)) => redis_driver::cli::run_sink(a),
         Some(Command::Passthrough(a)) => Ok(passthrough::main_with(a)),
         Some(Command::Recipe(a)) => crate::recipe::run(a),
         Some(Command::Status(a)) => crate::ops::status(a),

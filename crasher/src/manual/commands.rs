@@ -254,7 +254,7 @@ pub fn poll_ready(a: PollReadyArgs) -> anyhow::Result<ExitCode> {
                 }
             )));
         }
-        let addr = run.cluster()?.external_addr(i);
+        let addr = run.cluster()?.readiness_addr(i);
         if a.verbose {
             println!("TCP port number = {}", addr.port());
         }
@@ -294,7 +294,7 @@ pub fn poll_all_ready(a: PollAllReadyArgs) -> anyhow::Result<ExitCode> {
         let deadline = Instant::now() + limit;
         for &i in &run.st.members {
             let name = worker_name(i);
-            let addr: SocketAddr = c.external_addr(i);
+            let addr: SocketAddr = c.readiness_addr(i);
             if a.verbose {
                 println!("Worker {name}: port = {}", addr.port());
             }

@@ -333,6 +333,20 @@ impl Cluster {
         )
     }
 
+    /// The address worker `i`'s readiness is polled on: its `in` port for
+    /// [`ReadinessKind::Redis`](crate::run::profile::ReadinessKind), else
+    /// its external query port.
+    pub fn readiness_addr(&self, i: usize) -> std::net::SocketAddr {
+        if self.profile.readiness.kind.polls_in_port() {
+            std::net::SocketAddr::from((
+                self.worker_host(i),
+                self.port(i, self.profile.ports.source),
+            ))
+        } else {
+            self.external_addr(i)
+        }
+    }
+
     /// Worker `i`'s external query address.
     pub fn external_addr(&self, i: usize) -> std::net::SocketAddr {
         std::net::SocketAddr::from((
@@ -380,7 +394,9 @@ impl Cluster {
             .set("inject", self.settings.inject.clone().unwrap_or_default())
             .set("workload_epoch", self.settings.epoch_ms.to_string())
             .set("routes", self.peer_list(p.control, "nats-route://"))
-            .set("servers", self.peer_list(p.source, "nats://"));
+            .set("servers", self.peer_list(p.source, "nats://"))
+            .set("addrs", self.peer_list(p.source, ""))
+            .set("control_addrs", self.peer_list(p.control, ""));
         v
     }
 

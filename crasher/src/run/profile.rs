@@ -17,6 +17,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "nats-jetstream",
         include_str!("../../../env/nats-jetstream.toml"),
     ),
+    (
+        "redis-sentinel",
+        include_str!("../../../env/redis-sentinel.toml"),
+    ),
+    (
+        "redis-sentinel-always",
+        include_str!("../../../env/redis-sentinel-always.toml"),
+    ),
 ];
 
 /// Whether the system speaks the connector protocol (full verification) or
@@ -132,6 +140,17 @@ pub enum ReadinessKind {
     External,
     /// HTTP `GET /healthz` on the external port returns 200.
     Healthz,
+    /// Redis: `PING` on the `in` port answers `PONG`, and a replica's
+    /// `INFO replication` says `master_link_status:up`.
+    Redis,
+}
+
+impl ReadinessKind {
+    /// Whether a worker is polled on its `in` port rather than its
+    /// `external` one.
+    pub fn polls_in_port(self) -> bool {
+        self == ReadinessKind::Redis
+    }
 }
 
 /// What a system supports.
@@ -141,12 +160,24 @@ pub struct Capabilities {
     /// Workers can join and be shrunk away at run time.
     #[serde(default = "yes")]
     pub grow: bool,
+    /// The fewest workers a run may start with (e.g. 3 for a profile
+    /// whose first three nodes run a quorum of Sentinels); fewer is a
+    /// usage error before anything starts.
+    #[serde(default = "one")]
+    pub min_workers: usize,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
-        Capabilities { grow: true }
+        Capabilities {
+            grow: true,
+            min_workers: 1,
+        }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 fn yes() -> bool {
@@ -415,6 +446,8 @@ pub const BASE_PLACEHOLDERS: &[&str] = &[
     "inject",
     "routes",
     "servers",
+    "addrs",
+    "control_addrs",
     "workload_epoch",
 ];
 

@@ -155,6 +155,7 @@ pub async fn poll_worker(
     match kind {
         ReadinessKind::External => poll_ready(addr, deadline).await.map(|_| ()),
         ReadinessKind::Healthz => poll_healthz(addr, deadline).await,
+        ReadinessKind::Redis => poll_redis(addr, deadline).await,
     }
 }
 
@@ -230,5 +231,146 @@ pub async fn poll_healthz(addr: SocketAddr, deadline: Instant) -> Result<(), Str
             return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads one RESP reply that is a simple string, an error or a bulk
+/// string (all a readiness check needs); errors come back as `Err`.
+async fn resp_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<String, String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = String::new();
+    r.read_line(&mut line).await.map_err(|e| e.to_string())?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    match line.as_bytes().first() {
+        Some(b'+') => Ok(line[1..].to_owned()),
+        Some(b'-') => Err(line[1..].to_owned()),
+        Some(b'$') => {
+            let n: usize = line[1..]
+                .parse()
+                .map_err(|_| format!("bad bulk length {line:?}"))?;
+            let mut buf = vec![0; n + 2];
+            r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            buf.truncate(n);
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        None => Err("connection closed without an answer".into()),
+        _ => Err(format!("unexpected reply {line:?}")),
+    }
+}
+
+/// Whether an `INFO replication` text says the node can serve: a master
+/// always, a replica once its link to the master is up.
+pub fn redis_replication_ready(info: &str) -> Result<(), String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+    };
+    match field("role") {
+        Some("master") => Ok(()),
+        Some("slave") => match field("master_link_status") {
+            Some("up") => Ok(()),
+            other => Err(format!(
+                "replica of {}:{}, master_link_status:{}",
+                field("master_host").unwrap_or("?"),
+                field("master_port").unwrap_or("?"),
+                other.unwrap_or("missing")
+            )),
+        },
+        other => Err(format!("INFO replication has role {other:?}")),
+    }
+}
+
+/// One readiness check of the Redis server at `addr`: `PING` answers
+/// `PONG` (not `-LOADING`), and [`redis_replication_ready`].
+pub async fn redis_ready(addr: SocketAddr, limit: Duration) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let fut = async {
+        let s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut s = tokio::io::BufReader::new(s);
+        s.get_mut()
+            .write_all(b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        match resp_reply(&mut s).await {
+            Ok(p) if p == "PONG" => {}
+            Ok(p) => return Err(format!("{addr}: PING answered {p:?}")),
+            Err(e) => return Err(format!("{addr}: PING: {e}")),
+        }
+        let info = resp_reply(&mut s)
+            .await
+            .map_err(|e| format!("{addr}: INFO replication: {e}"))?;
+        redis_replication_ready(&info).map_err(|e| format!("{addr}: {e}"))
+    };
+    timeout(limit, fut)
+        .await
+        .map_err(|_| format!("{addr}: PING: no answer"))?
+}
+
+/// Polls [`redis_ready`] until it holds or `deadline` passes.
+pub async fn poll_redis(addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last = match redis_ready(
+            addr,
+            left.clamp(Duration::from_millis(50), Duration::from_secs(2)),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_info_decides_redis_readiness() {
+        let master = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n";
+        assert_eq!(redis_replication_ready(master), Ok(()));
+        let up = "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7100\r\nmaster_link_status:up\r\n";
+        assert_eq!(redis_replication_ready(up), Ok(()));
+        let down = up.replace("status:up", "status:down");
+        let e = redis_replication_ready(&down).unwrap_err();
+        assert!(e.contains("127.0.0.1:7100") && e.contains("down"), "{e}");
+        assert!(redis_replication_ready("").is_err());
+    }
+
+    /// A fake server that answers PING and INFO as scripted.
+    async fn fake(answer: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn redis_readiness_speaks_resp() {
+        let ok = fake(b"+PONG\r\n$11\r\nrole:master\r\n").await;
+        assert_eq!(redis_ready(ok, Duration::from_secs(2)).await, Ok(()));
+        let loading = fake(b"-LOADING Redis is loading the dataset in memory\r\n").await;
+        let e = redis_ready(loading, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(e.contains("LOADING"), "{e}");
+        let replica = fake(b"+PONG\r\n$37\r\nrole:slave\r\nmaster_link_status:down\r\n\r\n").await;
+        let e = redis_ready(replica, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(e.contains("master_link_status:down"), "{e}");
     }
 }

@@ -40,7 +40,7 @@ fn env_error(h: &Harness, e: ClusterError) {
 pub async fn poll_one(h: &Harness, i: usize, deadline: Instant) -> Result<(), String> {
     let (addr, kind) = {
         let c = h.cluster();
-        (c.external_addr(i), c.profile().readiness.kind)
+        (c.readiness_addr(i), c.profile().readiness.kind)
     };
     query::poll_worker(kind, addr, deadline).await
 }
@@ -53,7 +53,7 @@ pub async fn poll_all_ready(h: &Harness, budget: Duration) -> Result<String, Str
 /// Polls every member until it processes messages or `deadline` passes.
 pub async fn all_ready_by(h: &Harness, deadline: Instant) -> Result<String, String> {
     let kind = h.cluster().profile().readiness.kind;
-    if kind == ReadinessKind::Healthz {
+    if kind != ReadinessKind::External {
         let members: Vec<usize> = h.cluster().members().iter().copied().collect();
         let mut names = Vec::new();
         for i in members {
@@ -297,9 +297,8 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
 async fn await_recovery(h: &Harness, index: usize) -> bool {
     let t = &h.timings;
     let name = worker_name(index);
-    let addr = h.cluster().external_addr(index);
     let first = await_live(h, None, secs(t.crash_worker_ready), |d| async move {
-        query::poll_ready(addr, d).await.map(|_| ())
+        poll_one(h, index, d).await
     })
     .await;
     let reason = match first {

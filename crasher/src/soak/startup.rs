@@ -63,7 +63,7 @@ pub(super) async fn start_up_stages(h: &Arc<Harness>, spec: &SoakSpec) -> Result
         .map_err(|e| Outcome::Unknown(format!("the sink never listened on {sink_addr}: {e}")))?;
     // Stage: initializer.
     h.cluster().start_worker(0, Start::Initial).map_err(env)?;
-    let init = h.cluster().external_addr(0);
+    let init = h.cluster().readiness_addr(0);
     wait_accepting(&init.to_string(), secs(t.startup_ready))
         .await
         .map_err(|e| Outcome::Unknown(format!("the initializer never listened on {init}: {e}")))?;

@@ -70,6 +70,13 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(exit::USAGE));
     }
+    if spec.workers < profile.capabilities.min_workers {
+        eprintln!(
+            "crasher: profile {} needs at least {} workers (capabilities.min_workers), not {}",
+            profile.origin, profile.capabilities.min_workers, spec.workers
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
     if spec.disk.needs_lossy() && disk_mode(&args, &profile) != disk::DiskMode::Lossy {
         eprintln!(
             "crasher: power-loss and power-loss-all need lossy disks: add --disk lossy \
