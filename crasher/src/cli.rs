@@ -221,6 +221,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         None => soak::run(cli.soak),
         Some(Command::CreateInputFiles(a)) => verify::cli::run_create(a),
         Some(Command::DeleteInputFiles(a)) => verify::cli::run_delete(a),
+        Some(Command::Verify(a)) if a.run.is_some() => crate::ops::verify_run(a),
         Some(Command::Verify(a)) => verify::cli::run_verify(a),
         Some(Command::Sink(a)) => sink::cli::run(a),
         Some(Command::Feed(a)) => feeders::cli::run_feed(a),

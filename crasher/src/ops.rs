@@ -373,3 +373,50 @@ pub fn stop_run(st: &RunState) -> usize {
     });
     signalled.len()
 }
+
+/// `crasher verify --run RUN_DIR`: every key of a run, checked in one pass
+/// over its sink's files, against `--mode` or the run profile's
+/// `verify_mode`.
+pub fn verify_run(args: verify::cli::VerifyArgs) -> anyhow::Result<ExitCode> {
+    let Some(dir) = args.run.clone() else {
+        return verify::cli::run_verify(args);
+    };
+    if !dir.join(crate::run::state::FILE).is_file() {
+        eprintln!("crasher verify: {}", NoRun { dir });
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let st = RunState::read(&dir)?;
+    let mode = match args.mode {
+        Some(m) => m,
+        None => match crate::run::profile::Profile::load(
+            st.profile.strip_prefix("builtin:").unwrap_or(&st.profile),
+        ) {
+            Ok(p) => p.verify_mode.check_mode(),
+            Err(e) => {
+                eprintln!(
+                    "crasher verify: the run's profile {} cannot be read ({e}); give --mode",
+                    st.profile
+                );
+                return Ok(ExitCode::from(exit::USAGE));
+            }
+        },
+    };
+    let inputs: Vec<(u8, PathBuf)> = st
+        .inputs
+        .iter()
+        .filter_map(|(k, p)| Some((*k.as_bytes().first()?, p.clone())))
+        .collect();
+    let opts = verify::check::CheckOptions {
+        complete: args.complete,
+        mode,
+        missing_grace: args.missing_grace,
+        now: None,
+    };
+    verify::cli::verify_keys(
+        &format!("run {}", st.run_id),
+        &dir.join("sink"),
+        inputs,
+        &opts,
+        args.json,
+    )
+}

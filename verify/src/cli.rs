@@ -55,17 +55,24 @@ pub struct DeleteInputFilesArgs {
     pub keys: Option<Vec<u8>>,
 }
 
-/// Arguments of `crasher verify`.
+/// Arguments of `crasher verify`: one key (`KEY INPUT --sink-dir DIR`), or
+/// every key of a run in one pass (`--run RUN_DIR`).
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Routing key: the first byte of the key's lines.
-    #[arg(value_parser = parse_key)]
-    pub key: u8,
+    #[arg(value_parser = parse_key, required_unless_present = "run")]
+    pub key: Option<u8>,
     /// The key's input file.
-    pub input: PathBuf,
+    #[arg(required_unless_present = "run")]
+    pub input: Option<PathBuf>,
     /// The sink's output directory (`output.W` and `output.W.txnlog` files).
-    #[arg(long)]
-    pub sink_dir: PathBuf,
+    #[arg(long, required_unless_present = "run")]
+    pub sink_dir: Option<PathBuf>,
+    /// Check every key of this run directory in one pass over its sink's
+    /// files (its `state.json` names the keys and input files; the mode
+    /// defaults to its profile's `verify_mode`).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["key", "input", "sink_dir"])]
+    pub run: Option<PathBuf>,
     /// Require the whole input, not just a prefix.
     #[arg(long)]
     pub complete: bool,
@@ -79,8 +86,9 @@ pub struct VerifyArgs {
     /// line exactly once in any order, nothing else; and
     /// `work-queue-at-least-once`, every input line at least once in any
     /// order (repeats counted), nothing else.
-    #[arg(long, value_enum, default_value_t = Mode::ExactlyOnce)]
-    pub mode: Mode,
+    /// [default: exactly-once; with --run, the run profile's verify_mode]
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// Work-queue modes, without --complete: an uncommitted input line is
     /// missing once a later input line of the key was committed (its
     /// `2-ok` time) more than this many seconds before now.
@@ -198,15 +206,22 @@ fn ok_line(s: &KeyStatus, mode: Mode, complete: bool) -> String {
     line
 }
 
-/// Runs `crasher verify`.
+/// Runs `crasher verify KEY INPUT --sink-dir DIR` (a `--run` is resolved
+/// by the caller, which knows the run directory's layout, and checked with
+/// [`verify_keys`]).
 pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let (Some(key), Some(input), Some(sink_dir)) = (args.key, &args.input, &args.sink_dir) else {
+        eprintln!("crasher verify: give KEY INPUT --sink-dir DIR, or --run RUN_DIR");
+        return Ok(ExitCode::from(USAGE));
+    };
+    let mode = args.mode.unwrap_or(Mode::ExactlyOnce);
     let opts = CheckOptions {
         complete: args.complete,
-        mode: args.mode,
+        mode,
         missing_grace: args.missing_grace,
         now: None,
     };
-    let checked = check_keys_with(&args.sink_dir, [(args.key, args.input.clone())], &opts);
+    let checked = check_keys_with(sink_dir, [(key, input.clone())], &opts);
     let status = match checked.map(|mut v| v.remove(0)) {
         Ok(s) => s,
         Err(e) => {
@@ -215,19 +230,82 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.json {
-        let mut v = serde_json::to_value(&status)?;
-        v["holds"] = status.holds().into();
-        v["complete_required"] = args.complete.into();
-        v["mode"] = args.mode.as_str().into();
-        println!("{v}");
+        println!("{}", key_json(&status, mode, args.complete)?);
     } else if let Some(v) = &status.violation {
         println!("VIOLATION: {v}");
     } else {
-        println!("{}", ok_line(&status, args.mode, args.complete));
+        println!("{}", ok_line(&status, mode, args.complete));
     }
     Ok(ExitCode::from(if status.holds() {
         HOLDS
     } else {
         VIOLATION
     }))
+}
+
+/// One key's result as the JSON object `crasher verify --json` prints.
+fn key_json(status: &KeyStatus, mode: Mode, complete: bool) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(status)?;
+    v["holds"] = status.holds().into();
+    v["complete_required"] = complete.into();
+    v["mode"] = mode.as_str().into();
+    Ok(v)
+}
+
+/// Checks every key of `inputs` in one pass over `sink_dir` and prints a
+/// line per key and a summary (or, with `json`, one object: `run`, `mode`,
+/// `complete_required`, `holds`, and `keys`, each as `crasher verify
+/// --json` prints a key). Exit 0 if every key holds, 1 if one does not, 2
+/// if the files cannot be read. `label` names the run in the output.
+pub fn verify_keys(
+    label: &str,
+    sink_dir: &std::path::Path,
+    inputs: Vec<(u8, PathBuf)>,
+    opts: &CheckOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let statuses = match check_keys_with(sink_dir, inputs, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crasher verify: error: {e}");
+            return Ok(ExitCode::from(USAGE));
+        }
+    };
+    let holds = statuses.iter().all(KeyStatus::holds);
+    if json {
+        let keys = statuses
+            .iter()
+            .map(|s| key_json(s, opts.mode, opts.complete))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let v = serde_json::json!({
+            "run": label,
+            "mode": opts.mode.as_str(),
+            "complete_required": opts.complete,
+            "holds": holds,
+            "keys": keys,
+        });
+        println!("{v}");
+    } else {
+        for s in &statuses {
+            match &s.violation {
+                Some(v) => println!("VIOLATION: {v}"),
+                None => println!("{}", ok_line(s, opts.mode, opts.complete)),
+            }
+        }
+        let bad = statuses.iter().filter(|s| !s.holds()).count();
+        if bad == 0 {
+            println!(
+                "{label}: all {} keys hold ({})",
+                statuses.len(),
+                opts.mode.as_str()
+            );
+        } else {
+            println!(
+                "{label}: {bad} of {} keys violate {}",
+                statuses.len(),
+                opts.mode.as_str()
+            );
+        }
+    }
+    Ok(ExitCode::from(if holds { HOLDS } else { VIOLATION }))
 }
