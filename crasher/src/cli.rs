@@ -23,6 +23,8 @@ Options (the original master-crasher.sh's words):
   crashN, crashN.slow   crash and restart worker N (0 = initializer) every few
                         seconds, or about every 2 minutes with .slow
   crash-source          crash and restart feeders
+  crash-primary         crash and restart whichever node is the primary now
+                        (profiles with a [primary] query: redis-sentinel)
   pause                 SIGSTOP a random worker for 1-10 s, then SIGCONT
   grow, shrink, grow-and-shrink
                         join and/or remove workers at random

@@ -262,3 +262,56 @@ fn bad_arguments_are_usage_errors() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }
+
+/// `crash-primary` follows the failover: once the Sentinels promote a
+/// replica, the next crash hits that new primary, not node 0 again (a
+/// fixed `crash0` hits a replica from then on).
+#[test]
+fn crash_primary_crashes_the_new_primary_after_a_failover() {
+    let Some(server) = redis_server() else {
+        return skip("crash_primary_crashes_the_new_primary_after_a_failover");
+    };
+    let t = tempfile::tempdir().unwrap();
+    std::env::set_var("CRASHER_REDIS_SERVER", &server);
+    let profile = root().join("env/redis-sentinel.toml");
+    let (out, stdout, id) = common::soak(
+        &t.path().join("runs"),
+        &[
+            "3",
+            "crash-primary",
+            "--env",
+            profile.to_str().unwrap(),
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "1000000",
+            "--rate",
+            "20000",
+            "--duration",
+            "45s",
+            "--seed",
+            "7",
+            "--timing",
+            "crash_worker_start=2,crash_worker_down=15",
+            "--min-observed",
+            "0",
+        ],
+    );
+    let crashed: Vec<String> = common::fault_glyphs(&stdout)
+        .into_iter()
+        .filter(|g| g.starts_with('c') && g[1..].parse::<usize>().is_ok())
+        .collect();
+    println!(
+        "run {id}: exit {:?}; crashes {crashed:?}",
+        out.status.code()
+    );
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "no verdict:\n{stdout}"
+    );
+    assert_eq!(crashed.first().map(String::as_str), Some("c0"), "{stdout}");
+    assert!(
+        crashed.iter().any(|c| c != "c0"),
+        "every crash hit node 0: crash-primary did not follow the failover ({crashed:?}):\n{stdout}"
+    );
+}

@@ -103,3 +103,20 @@ fn a_profile_template_error_is_refused_before_the_run_directory_exists() {
     );
     assert!(!runs.exists(), "no run directory may be created");
 }
+
+#[test]
+fn crash_primary_on_a_profile_that_cannot_tell_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let out = crasher()
+        .args(["3", "crash-primary", "--keys", "A", "--runs"])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot tell which node is the primary"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(t.path()).unwrap().next().is_none());
+}

@@ -72,6 +72,10 @@ pub struct Profile {
     /// `[network] mode`: `loopback` (default) or `lab` (docs/network.md).
     #[serde(default)]
     pub network: super::network::NetworkSection,
+    /// `[primary] kind`: how to tell which node is the primary now, for
+    /// `crash-primary` (none by default).
+    #[serde(default)]
+    pub primary: Primary,
     /// Where the profile came from (file path or `builtin:NAME`).
     #[serde(skip)]
     pub origin: String,
@@ -211,6 +215,26 @@ impl VerifyMode {
             VerifyMode::WorkQueueAtLeastOnce => verify::check::Mode::WorkQueueAtLeastOnce,
         }
     }
+}
+
+/// `[primary]`: how crasher asks which node is the primary (leader) now.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Primary {
+    /// The query.
+    #[serde(default)]
+    pub kind: PrimaryKind,
+}
+
+/// The queries `crash-primary` knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrimaryKind {
+    /// The profile cannot tell: `crash-primary` is refused.
+    #[default]
+    None,
+    /// Redis: `INFO replication` on the node's `in` port says `role:master`.
+    RedisRole,
 }
 
 /// Port layout of a run: worker N's port for a role is

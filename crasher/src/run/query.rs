@@ -308,6 +308,32 @@ pub async fn redis_ready(addr: SocketAddr, limit: Duration) -> Result<(), String
         .map_err(|_| format!("{addr}: PING: no answer"))?
 }
 
+/// The replication role the Redis server at `addr` reports (`master` or
+/// `slave`), from `INFO replication`.
+pub async fn redis_role(addr: SocketAddr, limit: Duration) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt;
+    let fut = async {
+        let s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut s = tokio::io::BufReader::new(s);
+        s.get_mut()
+            .write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let info = resp_reply(&mut s)
+            .await
+            .map_err(|e| format!("{addr}: INFO replication: {e}"))?;
+        info.lines()
+            .find_map(|l| l.trim_end().strip_prefix("role:"))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{addr}: INFO replication has no role"))
+    };
+    timeout(limit, fut)
+        .await
+        .map_err(|_| format!("{addr}: INFO replication: no answer"))?
+}
+
 /// Polls [`redis_ready`] until it holds or `deadline` passes.
 pub async fn poll_redis(addr: SocketAddr, deadline: Instant) -> Result<(), String> {
     loop {
@@ -356,6 +382,20 @@ mod tests {
             let _ = s.write_all(answer).await;
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn the_redis_role_is_read_from_info_replication() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n";
+        let reply = format!("${}\r\n{info}\r\n", info.len());
+        let addr = fake(Box::leak(reply.into_bytes().into_boxed_slice())).await;
+        assert_eq!(
+            redis_role(addr, Duration::from_secs(2)).await.unwrap(),
+            "master"
+        );
+        let addr = fake(b"-LOADING Redis is loading the dataset in memory\r\n").await;
+        let e = redis_role(addr, Duration::from_secs(2)).await.unwrap_err();
+        assert!(e.contains("LOADING"), "{e}");
     }
 
     #[tokio::test]

@@ -294,6 +294,100 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
 /// quiet time; if not, the stabilize gate closes (no fault fires) and the
 /// whole cluster gets `crash_worker_all_ready` more. Returns false if the
 /// run ended.
+/// Which member is the primary now, by the profile's `[primary]` query:
+/// the first that says so (`None` while no node does, as during a
+/// failover, or if the profile cannot tell).
+async fn current_primary(h: &Harness) -> Option<usize> {
+    use crate::run::profile::PrimaryKind;
+    let (kind, nodes): (PrimaryKind, Vec<(usize, std::net::SocketAddr)>) = {
+        let c = h.cluster();
+        let nodes = c
+            .members()
+            .iter()
+            .map(|&i| (i, c.readiness_addr(i)))
+            .collect();
+        (c.profile().primary.kind, nodes)
+    };
+    match kind {
+        PrimaryKind::None => None,
+        PrimaryKind::RedisRole => {
+            for (i, addr) in nodes {
+                if query::redis_role(addr, Duration::from_secs(1))
+                    .await
+                    .as_deref()
+                    == Ok("master")
+                {
+                    return Some(i);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// `crash-primary`: like a crash loop, but each time it crashes whichever
+/// member is the primary now, so a failover's new primary is the next
+/// target (a fixed `crashN` hits a replica after the first failover).
+pub async fn crash_primary(h: Arc<Harness>) {
+    let t = h.timings.clone();
+    let source = "crash-primary";
+    let mut rng = h.rng("crash-primary");
+    sleep(secs(t.crash_worker_start)).await;
+    loop {
+        if h.finished() {
+            return;
+        }
+        sleep(uniform(&mut rng, 0.0, t.crash_worker_before)).await;
+        let ticket = h.schedule.acquire(source, || h.out.glyph(":cP")).await;
+        if h.finished() {
+            return;
+        }
+        let Some(index) = current_primary(&h).await else {
+            // No primary right now (a failover in progress): try again.
+            ticket.cancel();
+            h.out.glyph(":cP");
+            sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let name = worker_name(index);
+        let Some(claim) = h.claim(&name) else {
+            ticket.cancel();
+            h.out.glyph(":cP");
+            sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let down = uniform(&mut rng, 0.0, t.crash_worker_down);
+        h.schedule.decide(
+            source,
+            format!("crash primary {name} down={:.3}", down.as_secs_f64()),
+        );
+        if let Err(e) = faults::crash_worker(&h, index, &format!("c{index}")) {
+            let log = h.cluster().run_dir().worker_log(&name);
+            return h.violation(
+                "crash-loop",
+                format!(
+                    "Crash of primary {index} failed: {e}; last log lines:\n{}",
+                    tail_lines(&log, 5)
+                ),
+            );
+        }
+        sleep(down).await;
+        if h.finished() {
+            return;
+        }
+        if let Err(e) = faults::restart_worker(&h, index, &format!("r{index}")) {
+            return env_error(&h, e);
+        }
+        ticket.end();
+        sleep(secs(t.crash_worker_after)).await;
+        let recovered = await_recovery(&h, index).await;
+        drop(claim);
+        if !recovered {
+            return;
+        }
+    }
+}
+
 async fn await_recovery(h: &Harness, index: usize) -> bool {
     let t = &h.timings;
     let name = worker_name(index);

@@ -24,6 +24,9 @@ pub struct SoakSpec {
     pub shrink: bool,
     /// `crash-source`: crash and restart feeders.
     pub crash_source: bool,
+    /// `crash-primary`: crash whichever node is the primary now (the
+    /// profile's `[primary]` query says which), and restart it.
+    pub crash_primary: bool,
     /// `pause`: SIGSTOP a random process for a while, then SIGCONT it.
     pub pause: bool,
     /// `no-ack-progress`.
@@ -178,6 +181,7 @@ impl SoakSpec {
             match w.as_str() {
                 "crash-sink" => spec.crash_sink = true,
                 "crash-source" => spec.crash_source = true,
+                "crash-primary" => spec.crash_primary = true,
                 "pause" => spec.pause = true,
                 "no-ack-progress" => spec.no_ack_progress = true,
                 "no-registry-progress" | "no-registry-process" => spec.no_registry_progress = true,
@@ -261,6 +265,9 @@ impl SoakSpec {
         }
         if self.crash_source {
             v.push("crash-source".to_owned());
+        }
+        if self.crash_primary {
+            v.push("crash-primary".to_owned());
         }
         if self.pause {
             v.push("pause".to_owned());

@@ -77,6 +77,14 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(exit::USAGE));
     }
+    if spec.crash_primary && profile.primary.kind == crate::run::profile::PrimaryKind::None {
+        eprintln!(
+            "crasher: crash-primary: profile {} cannot tell which node is the primary \
+             (give it a [primary] kind, e.g. \"redis-role\"; docs/drivers.md)",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
     if spec.disk.needs_lossy() && disk_mode(&args, &profile) != disk::DiskMode::Lossy {
         eprintln!(
             "crasher: power-loss and power-loss-all need lossy disks: add --disk lossy \
@@ -132,6 +140,9 @@ pub(super) fn loop_names(spec: &SoakSpec, mode: Mode) -> Vec<String> {
     }
     if spec.crash_source {
         v.push("RUN: run_crash_source_loop".to_owned());
+    }
+    if spec.crash_primary {
+        v.push("RUN: run_crash_primary_loop".to_owned());
     }
     if spec.pause {
         v.push("RUN: run_pause_loop".to_owned());
@@ -366,6 +377,9 @@ pub(super) async fn soak(
     }
     if spec.crash_source {
         tasks.spawn(loops::crash_source(h.clone(), keys.clone()));
+    }
+    if spec.crash_primary {
+        tasks.spawn(loops::crash_primary(h.clone()));
     }
     if spec.pause {
         tasks.spawn(loops::pause_members(h.clone()));
