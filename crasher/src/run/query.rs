@@ -309,8 +309,9 @@ pub async fn redis_ready(addr: SocketAddr, limit: Duration) -> Result<(), String
 }
 
 /// The replication role the Redis server at `addr` reports (`master` or
-/// `slave`), from `INFO replication`.
-pub async fn redis_role(addr: SocketAddr, limit: Duration) -> Result<String, String> {
+/// `slave`) and, for a master, how many replicas are connected to it, from
+/// `INFO replication`.
+pub async fn redis_role(addr: SocketAddr, limit: Duration) -> Result<(String, u32), String> {
     use tokio::io::AsyncWriteExt;
     let fut = async {
         let s = TcpStream::connect(addr)
@@ -324,10 +325,17 @@ pub async fn redis_role(addr: SocketAddr, limit: Duration) -> Result<String, Str
         let info = resp_reply(&mut s)
             .await
             .map_err(|e| format!("{addr}: INFO replication: {e}"))?;
-        info.lines()
-            .find_map(|l| l.trim_end().strip_prefix("role:"))
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+        };
+        let role = field("role")
             .map(str::to_owned)
-            .ok_or_else(|| format!("{addr}: INFO replication has no role"))
+            .ok_or_else(|| format!("{addr}: INFO replication has no role"))?;
+        let replicas = field("connected_slaves")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((role, replicas))
     };
     timeout(limit, fut)
         .await
@@ -391,7 +399,7 @@ mod tests {
         let addr = fake(Box::leak(reply.into_bytes().into_boxed_slice())).await;
         assert_eq!(
             redis_role(addr, Duration::from_secs(2)).await.unwrap(),
-            "master"
+            ("master".to_owned(), 2)
         );
         let addr = fake(b"-LOADING Redis is loading the dataset in memory\r\n").await;
         let e = redis_role(addr, Duration::from_secs(2)).await.unwrap_err();

@@ -290,13 +290,12 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
     }
 }
 
-/// After a restart: worker `index` ready within `crash_worker_ready` of
-/// quiet time; if not, the stabilize gate closes (no fault fires) and the
-/// whole cluster gets `crash_worker_all_ready` more. Returns false if the
-/// run ended.
-/// Which member is the primary now, by the profile's `[primary]` query:
-/// the first that says so (`None` while no node does, as during a
-/// failover, or if the profile cannot tell).
+/// Which member is the primary now, by the profile's `[primary]` query
+/// (`None` while no node says so, as during a failover, or if the profile
+/// cannot tell). Redis: of the nodes that say `role:master`, the one with
+/// the most replicas connected: an old primary restarted after a failover
+/// says `master` for a few seconds, with no replica, until the Sentinels
+/// turn it into a replica, and crashing it again would miss the real one.
 async fn current_primary(h: &Harness) -> Option<usize> {
     use crate::run::profile::PrimaryKind;
     let (kind, nodes): (PrimaryKind, Vec<(usize, std::net::SocketAddr)>) = {
@@ -311,16 +310,16 @@ async fn current_primary(h: &Harness) -> Option<usize> {
     match kind {
         PrimaryKind::None => None,
         PrimaryKind::RedisRole => {
+            let mut best: Option<(u32, usize)> = None;
             for (i, addr) in nodes {
-                if query::redis_role(addr, Duration::from_secs(1))
-                    .await
-                    .as_deref()
-                    == Ok("master")
+                if let Ok((role, replicas)) = query::redis_role(addr, Duration::from_secs(1)).await
                 {
-                    return Some(i);
+                    if role == "master" && best.map_or(true, |(r, _)| replicas > r) {
+                        best = Some((replicas, i));
+                    }
                 }
             }
-            None
+            best.map(|(_, i)| i)
         }
     }
 }
@@ -388,6 +387,10 @@ pub async fn crash_primary(h: Arc<Harness>) {
     }
 }
 
+/// After a restart: worker `index` ready within `crash_worker_ready` of
+/// quiet time; if not, the stabilize gate closes (no fault fires) and the
+/// whole cluster gets `crash_worker_all_ready` more. Returns false if the
+/// run ended.
 async fn await_recovery(h: &Harness, index: usize) -> bool {
     let t = &h.timings;
     let name = worker_name(index);
