@@ -106,13 +106,13 @@ impl FeedConfig {
 
     /// The rate limiter for this configuration (`None`: unthrottled).
     pub fn bucket(&self, now: Instant) -> Option<TokenBucket> {
-        (self.rate > 0).then(|| {
-            let shape = self
-                .workload
-                .with_seed(crate::workload::seed_for(&self.name));
-            let epoch = crate::workload::epoch_instant(self.workload_epoch, now);
-            TokenBucket::shaped(self.rate, shape, epoch, now)
-        })
+        crate::workload::bucket(
+            self.rate,
+            self.workload,
+            self.workload_epoch,
+            &self.name,
+            now,
+        )
     }
 }
 

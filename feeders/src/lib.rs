@@ -13,11 +13,13 @@
 //! - [`blast`] and [`receive`]: TCP mode source and sink (`crasher blast`,
 //!   `crasher receive`).
 //! - [`atomic`]: replacing small files atomically.
+//! - [`backoff`]: retry delays for the client-library drivers (NATS, Redis).
 //! - [`cli`]: the three subcommands' arguments.
 //!
 //! Behaviour, log lines and status fields are documented in docs/feeders.md.
 
 pub mod atomic;
+pub mod backoff;
 pub mod blast;
 pub mod cli;
 pub mod encode;

@@ -140,6 +140,23 @@ pub fn epoch_instant(epoch_unix_ms: Option<u64>, now: std::time::Instant) -> std
     }
 }
 
+/// A feeder's rate limiter: `rate` bytes per second (`None`: 0, no
+/// limit) shaped by `workload` from `epoch_ms`, with `jitter` seeded by the
+/// input file's `name`. Every feeder (`feed`, `nats-feed`, `redis-feed`)
+/// builds its bucket here.
+pub fn bucket(
+    rate: u64,
+    workload: Workload,
+    epoch_ms: Option<u64>,
+    name: &[u8],
+    now: std::time::Instant,
+) -> Option<crate::rate::TokenBucket> {
+    (rate > 0).then(|| {
+        let shape = workload.with_seed(seed_for(name));
+        crate::rate::TokenBucket::shaped(rate, shape, epoch_instant(epoch_ms, now), now)
+    })
+}
+
 /// A seed for `jitter` that differs per input file, so keys do not move
 /// in step: splitmix64 over the file name's bytes.
 pub fn seed_for(name: &[u8]) -> u64 {

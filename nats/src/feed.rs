@@ -33,7 +33,6 @@ use async_nats::{connection::State, ServerAddr};
 use bytes::Bytes;
 use feeders::lines::LineFile;
 use feeders::log::{py_bytes, Logger};
-use feeders::rate::TokenBucket;
 use feeders::status::{unix_now, FeedStatus};
 
 use crate::conn::{self, Backoff};
@@ -215,13 +214,13 @@ pub async fn run(cfg: FeedConfig, log: Logger) -> Result<FeedSummary, NatsError>
     f.save(true)?;
 
     lines.seek(start)?;
-    let mut bucket = (f.cfg.rate > 0).then(|| {
-        let now = Instant::now();
-        let name = f.cfg.file.as_os_str().as_encoded_bytes();
-        let shape = f.cfg.workload.with_seed(feeders::workload::seed_for(name));
-        let epoch = feeders::workload::epoch_instant(f.cfg.workload_epoch, now);
-        TokenBucket::shaped(f.cfg.rate, shape, epoch, now)
-    });
+    let mut bucket = feeders::workload::bucket(
+        f.cfg.rate,
+        f.cfg.workload,
+        f.cfg.workload_epoch,
+        f.cfg.file.as_os_str().as_encoded_bytes(),
+        Instant::now(),
+    );
     let mut last_ack_log = Instant::now();
     let mut backoff = Backoff::new();
     while let Some((offset, line)) = lines.next_line()? {

@@ -216,13 +216,20 @@ pub async fn healthz(addr: SocketAddr, limit: Duration) -> Result<(), String> {
 
 /// Polls `GET /healthz` until it answers 200 or `deadline` passes.
 pub async fn poll_healthz(addr: SocketAddr, deadline: Instant) -> Result<(), String> {
+    poll_check(deadline, |limit| healthz(addr, limit)).await
+}
+
+/// Runs `check` (given the time it may take: what is left, 50 ms to 2 s)
+/// every 100 ms until it succeeds or `deadline` passes; the last error
+/// otherwise.
+async fn poll_check<F, Fut>(deadline: Instant, mut check: F) -> Result<(), String>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let last = match healthz(
-            addr,
-            left.clamp(Duration::from_millis(50), Duration::from_secs(2)),
-        )
-        .await
+        let last = match check(left.clamp(Duration::from_millis(50), Duration::from_secs(2))).await
         {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -344,22 +351,7 @@ pub async fn redis_role(addr: SocketAddr, limit: Duration) -> Result<(String, u3
 
 /// Polls [`redis_ready`] until it holds or `deadline` passes.
 pub async fn poll_redis(addr: SocketAddr, deadline: Instant) -> Result<(), String> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let last = match redis_ready(
-            addr,
-            left.clamp(Duration::from_millis(50), Duration::from_secs(2)),
-        )
-        .await
-        {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_check(deadline, |limit| redis_ready(addr, limit)).await
 }
 
 #[cfg(test)]

@@ -260,34 +260,49 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
             &source,
             format!("crash {name} down={:.3}", down.as_secs_f64()),
         );
-        if let Err(e) = faults::crash_worker(&h, index, &format!("c{index}")) {
-            h.out.line(&format!("Crash of {index} failed: {e}"));
-            let log = h.cluster().run_dir().worker_log(&name);
-            return h.violation(
-                "crash-loop",
-                format!(
-                    "Crash of {index} failed: {e}; last log lines:\n{}",
-                    tail_lines(&log, 5)
-                ),
-            );
-        }
-        sleep(down).await;
-        if h.finished() {
-            return;
-        }
-        if let Err(e) = faults::restart_worker(&h, index, &format!("r{index}")) {
-            return env_error(&h, e);
-        }
-        ticket.end();
-        sleep(secs(t.crash_worker_after)).await;
-        // The restarted worker stays claimed until it has recovered, so no
-        // other loop pauses or shrinks it meanwhile.
-        let recovered = await_recovery(&h, index).await;
-        drop(claim);
-        if !recovered {
+        if !crash_and_restart(&h, index, down, ticket, claim).await {
             return;
         }
     }
+}
+
+/// One crash of worker `index` for a crash loop that holds its `ticket`
+/// and `claim`: SIGKILL, `down` later restart, then wait for its recovery
+/// (it stays claimed until then, so no other loop pauses or shrinks it
+/// meanwhile). False when the loop must stop: the run ended, or a crash or
+/// restart failed (reported).
+async fn crash_and_restart(
+    h: &Harness,
+    index: usize,
+    down: Duration,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+) -> bool {
+    if let Err(e) = faults::crash_worker(h, index, &format!("c{index}")) {
+        h.out.line(&format!("Crash of {index} failed: {e}"));
+        let log = h.cluster().run_dir().worker_log(&worker_name(index));
+        h.violation(
+            "crash-loop",
+            format!(
+                "Crash of {index} failed: {e}; last log lines:\n{}",
+                tail_lines(&log, 5)
+            ),
+        );
+        return false;
+    }
+    sleep(down).await;
+    if h.finished() {
+        return false;
+    }
+    if let Err(e) = faults::restart_worker(h, index, &format!("r{index}")) {
+        env_error(h, e);
+        return false;
+    }
+    ticket.end();
+    sleep(secs(h.timings.crash_worker_after)).await;
+    let recovered = await_recovery(h, index).await;
+    drop(claim);
+    recovered
 }
 
 /// Which member is the primary now, by the profile's `[primary]` query
@@ -360,28 +375,7 @@ pub async fn crash_primary(h: Arc<Harness>) {
             source,
             format!("crash primary {name} down={:.3}", down.as_secs_f64()),
         );
-        if let Err(e) = faults::crash_worker(&h, index, &format!("c{index}")) {
-            let log = h.cluster().run_dir().worker_log(&name);
-            return h.violation(
-                "crash-loop",
-                format!(
-                    "Crash of primary {index} failed: {e}; last log lines:\n{}",
-                    tail_lines(&log, 5)
-                ),
-            );
-        }
-        sleep(down).await;
-        if h.finished() {
-            return;
-        }
-        if let Err(e) = faults::restart_worker(&h, index, &format!("r{index}")) {
-            return env_error(&h, e);
-        }
-        ticket.end();
-        sleep(secs(t.crash_worker_after)).await;
-        let recovered = await_recovery(&h, index).await;
-        drop(claim);
-        if !recovered {
+        if !crash_and_restart(&h, index, down, ticket, claim).await {
             return;
         }
     }

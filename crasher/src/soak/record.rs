@@ -105,18 +105,22 @@ impl Recorder {
         procs.push(("supervisor".into(), "supervisor".into(), std::process::id()));
         // What each feeder has sent so far (its status file), for the
         // offered rate next to the committed one.
-        let sent: Vec<(String, u64)> = {
+        // (Paths under the cluster lock, the files read after it.)
+        let status_files: Vec<(String, std::path::PathBuf)> = {
             let c = h.cluster();
             c.settings()
                 .inputs
                 .keys()
-                .filter_map(|k| {
-                    let st =
-                        feeders::status::FeedStatus::read(&c.run_dir().feeder_status(k)).ok()?;
-                    Some((k.clone(), st.sent_bytes))
-                })
+                .map(|k| (k.clone(), c.run_dir().feeder_status(k)))
                 .collect()
         };
+        let sent: Vec<(String, u64)> = status_files
+            .into_iter()
+            .filter_map(|(k, path)| {
+                let st = feeders::status::FeedStatus::read(&path).ok()?;
+                Some((k, st.sent_bytes))
+            })
+            .collect();
         let samples = sampler.sample(&procs);
         let t = h.out.elapsed();
         let mut g = self.lock();
