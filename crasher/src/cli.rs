@@ -26,6 +26,8 @@ Options (the original master-crasher.sh's words):
   crash-primary         crash and restart whichever node is the primary now
                         (profiles with a [primary] query: redis-sentinel)
   pause                 SIGSTOP a random worker for 1-10 s, then SIGCONT
+  pause-primary         SIGSTOP whichever node is the primary now for 1-10 s
+                        (--timing pause_min/pause_max), then SIGCONT
   grow, shrink, grow-and-shrink
                         join and/or remove workers at random
   partition, isolate, one-way, bridge, flaky
@@ -49,7 +51,7 @@ Options (the original master-crasher.sh's words):
 
 Glyphs: `,` sanity round; cS/rS sink crash/restart; cN/rN worker N
 crash/restart; :cN :s skipped (gate closed); cfK/rfK feeder K crash/restart;
-pN/uN worker N paused/resumed; {AP} ack progress; {RP} registry progress;
+pN/uN worker N paused/resumed (:p :pP skipped); {AP} ack progress; {RP} registry progress;
 `Join workerN.` / `Shrink workerN`; PLn/PLA power loss of worker N/all
 (restart rN/rA); XN/TN data file of worker N corrupted/truncated; :PL :X :T
 skipped; network: {P:0,2|1} partition

@@ -92,6 +92,18 @@ pub struct SinkArgs {
     /// dropped and the primary looked up again.
     #[arg(long, default_value_t = 2.0)]
     pub timeout: f64,
+    /// Consumers in the group, each on its own connection. 1 (the
+    /// default) reads each stream in order and skips resent lines by
+    /// offset; more share every stream's entries (work-queue order, no
+    /// deduplication: verify with `work-queue-at-least-once`). With more
+    /// than one, consumer i is named `CONSUMER-i`.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Seconds an entry may stay pending with another consumer before it
+    /// is claimed (XAUTOCLAIM): a consumer that died with entries, or one
+    /// of an earlier sink with more consumers.
+    #[arg(long, default_value_t = 10.0)]
+    pub claim_idle: f64,
 }
 
 fn usage(tool: &str, e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -168,6 +180,13 @@ pub fn run_sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 {
         return usage("redis-sink", "--batch must be at least 1");
     }
+    if !(1..=64).contains(&args.consumers) {
+        return usage("redis-sink", "--consumers must be from 1 to 64");
+    }
+    let claim_idle = match seconds("--claim-idle", args.claim_idle) {
+        Ok(d) => d,
+        Err(e) => return usage("redis-sink", e),
+    };
     let cfg = SinkConfig {
         sentinels,
         master: args.master,
@@ -179,6 +198,8 @@ pub fn run_sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
         ready_file: args.ready_file,
         batch: args.batch,
         response_timeout,
+        consumers: args.consumers,
+        claim_idle,
     };
     let log = Logger::stderr("redis-sink");
     match block_on(sink::run(cfg, log.clone())) {

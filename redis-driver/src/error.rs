@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// connections, failovers) is retried instead, never returned.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// A consumer task of the sink panicked or was cancelled.
+    #[error("a consumer task ended abnormally: {0}")]
+    Task(String),
     /// An address list (`--sentinels`) cannot be parsed.
     #[error("bad address {addr:?}: {reason}")]
     Addr {

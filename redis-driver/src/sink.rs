@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use feeders::log::Logger;
@@ -57,6 +58,10 @@ const BLOCK: Duration = Duration::from_millis(500);
 const RESCAN: Duration = Duration::from_secs(1);
 /// How often progress is logged at most.
 const PROGRESS_GAP: Duration = Duration::from_secs(2);
+/// How often each consumer looks for entries to claim (`XAUTOCLAIM`).
+const CLAIM_EVERY: Duration = Duration::from_secs(5);
+/// Most `XAUTOCLAIM` pages per stream per look.
+const CLAIM_PAGES: usize = 8;
 
 /// What `crasher redis-sink` is asked to do.
 #[derive(Debug, Clone)]
@@ -82,6 +87,26 @@ pub struct SinkConfig {
     /// How long a command may go unanswered (beyond XREADGROUP's block)
     /// before the connection is dropped.
     pub response_timeout: Duration,
+    /// Consumers in the group, each on its own connection (`--consumers`):
+    /// 1 reads each stream in order; more share the entries (work-queue
+    /// order).
+    pub consumers: usize,
+    /// An entry pending this long with another consumer of the group (one
+    /// that died, or no longer exists) is claimed (`XAUTOCLAIM`).
+    pub claim_idle: Duration,
+}
+
+impl SinkConfig {
+    /// The name of consumer `i` of [`SinkConfig::consumers`]: `--consumer`
+    /// itself when there is one, `NAME-i` when there are several (fixed
+    /// names, so a restarted sink reads its own pending entries again).
+    pub fn consumer_name(&self, i: usize) -> String {
+        if self.consumers <= 1 {
+            self.consumer.clone()
+        } else {
+            format!("{}-{i}", self.consumer)
+        }
+    }
 }
 
 /// The data file of output prefix `prefix`.
@@ -327,9 +352,13 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Adds `stream`'s entries in order: a line at or below the last
-    /// committed (or already batched) offset of its stream is skipped.
-    pub fn add(&mut self, stream: &str, entries: &[Line], committed: &Committed) {
+    /// Adds `stream`'s entries in order. With `dedup` (one consumer, so
+    /// each stream is read in order), a line at or below the last committed
+    /// (or already batched) offset of its stream is skipped, and the last
+    /// offset is recorded; without it (several consumers share a stream,
+    /// offsets arrive in any order) every line is written and no offset is
+    /// recorded.
+    pub fn add(&mut self, stream: &str, entries: &[Line], committed: &Committed, dedup: bool) {
         for e in entries {
             self.ack
                 .entry(stream.to_owned())
@@ -342,7 +371,8 @@ impl Batch {
             let last = self
                 .offsets
                 .get(stream)
-                .or_else(|| committed.last.get(stream));
+                .or_else(|| committed.last.get(stream))
+                .filter(|_| dedup);
             if let (Some(o), Some(last)) = (e.offset, last) {
                 if o <= *last {
                     self.skipped += 1;
@@ -350,7 +380,7 @@ impl Batch {
                 }
             }
             self.bytes.extend_from_slice(line);
-            if let Some(o) = e.offset {
+            if let (true, Some(o)) = (dedup, e.offset) {
                 self.offsets.insert(stream.to_owned(), o);
             }
         }
@@ -412,10 +442,17 @@ impl From<DriverError> for Stop {
     }
 }
 
+/// One consumer of the group: its own connection and reading state; the
+/// output is shared by every consumer of the process.
 struct Sink {
     cfg: SinkConfig,
     log: Logger,
-    out: Output,
+    out: Arc<Mutex<Output>>,
+    /// This consumer's name in the group.
+    consumer: String,
+    /// Whether lines are deduplicated by offset (one consumer only).
+    dedup: bool,
+    last_claim: Instant,
     streams: BTreeMap<String, StreamState>,
     skipped: u64,
     malformed: u64,
@@ -506,7 +543,7 @@ impl Sink {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.cfg.group)
-            .arg(&self.cfg.consumer)
+            .arg(&self.consumer)
             .arg("COUNT")
             .arg(batch);
         let names: Vec<String>;
@@ -526,7 +563,7 @@ impl Sink {
         cmd.arg("STREAMS").arg(&names).arg(&ids);
         let reply: Option<StreamReadReply> = cmd.query_async(con).await?;
         let reply = reply.unwrap_or_default();
-        let mut b = Batch::default();
+        let mut read: Vec<(String, Vec<Line>)> = Vec::new();
         for key in &reply.keys {
             let lines: Vec<Line> = key.ids.iter().map(line_of).collect();
             if let Some(s) = self.streams.get_mut(&key.key) {
@@ -537,7 +574,7 @@ impl Sink {
                     };
                 }
             }
-            b.add(&key.key, &lines, &self.out.committed);
+            read.push((key.key.clone(), lines));
         }
         // A pending read that named a stream without returning it: drained.
         for (n, _) in &pending {
@@ -547,15 +584,32 @@ impl Sink {
                 }
             }
         }
-        if !b.bytes.is_empty() {
-            self.out.commit(&b.bytes, &b.offsets)?;
-        }
+        self.commit_and_ack(con, &read).await
+    }
+
+    /// Commits what was read (durably), then acknowledges it.
+    async fn commit_and_ack(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        read: &[(String, Vec<Line>)],
+    ) -> Result<(), Stop> {
+        let mut b = Batch::default();
+        let committed = {
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            for (stream, lines) in read {
+                b.add(stream, lines, &out.committed, self.dedup);
+            }
+            if !b.bytes.is_empty() {
+                out.commit(&b.bytes, &b.offsets)?;
+            }
+            out.committed.clone()
+        };
         self.skipped += b.skipped;
         if b.malformed > 0 {
             self.malformed += b.malformed;
             self.log.warn(format_args!(
-                "{} entr(ies) without a `{LINE_FIELD}` field acknowledged and ignored",
-                b.malformed
+                "{}: {} entr(ies) without a `{LINE_FIELD}` field acknowledged and ignored",
+                self.consumer, b.malformed
             ));
         }
         for (stream, ids) in &b.ack {
@@ -569,64 +623,131 @@ impl Sink {
         if self.last_progress.elapsed() >= PROGRESS_GAP {
             self.last_progress = Instant::now();
             self.log.info(format_args!(
-                "committed {} bytes ({} commit(s); last offsets {:?}; {} entr(ies) skipped as already committed)",
-                self.out.committed.offset, self.out.committed.commits, self.out.committed.last, self.skipped
+                "{}: committed {} bytes ({} commit(s); last offsets {:?}; {} entr(ies) skipped as already committed)",
+                self.consumer, committed.offset, committed.commits, committed.last, self.skipped
             ));
         }
         Ok(())
     }
+
+    /// Claims the entries another consumer of the group left pending for
+    /// longer than `claim_idle` (a consumer that died with them, or one a
+    /// sink with more consumers used to run), and commits them like a read.
+    async fn claim(&mut self, con: &mut MultiplexedConnection) -> Result<(), Stop> {
+        let names: Vec<String> = self.streams.keys().cloned().collect();
+        for name in names {
+            let mut start = "0-0".to_owned();
+            for _ in 0..CLAIM_PAGES {
+                let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                    .arg(&name)
+                    .arg(&self.cfg.group)
+                    .arg(&self.consumer)
+                    .arg(self.cfg.claim_idle.as_millis() as u64)
+                    .arg(&start)
+                    .arg("COUNT")
+                    .arg(self.cfg.batch.max(1))
+                    .query_async(con)
+                    .await?;
+                if !reply.claimed.is_empty() {
+                    self.log.info(format_args!(
+                        "{}: claimed {} entr(ies) of {name} left pending by another consumer",
+                        self.consumer,
+                        reply.claimed.len()
+                    ));
+                    let lines: Vec<Line> = reply.claimed.iter().map(line_of).collect();
+                    self.commit_and_ack(con, &[(name.clone(), lines)]).await?;
+                }
+                if reply.next_stream_id == "0-0" {
+                    break;
+                }
+                start = reply.next_stream_id;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves one connection after another, until a local failure.
+    async fn serve(&mut self) -> DriverError {
+        let mut backoff = Backoff::new();
+        loop {
+            let mut primary = conn::connect_primary(
+                &self.cfg.sentinels,
+                &self.cfg.master,
+                self.cfg.response_timeout + BLOCK,
+                &self.log,
+            )
+            .await;
+            let served: Result<(), Stop> = async {
+                self.scan(&mut primary.con, true).await?;
+                let mut last_scan = Instant::now();
+                loop {
+                    if last_scan.elapsed() >= RESCAN {
+                        self.scan(&mut primary.con, false).await?;
+                        last_scan = Instant::now();
+                    }
+                    if self.last_claim.elapsed() >= CLAIM_EVERY {
+                        self.last_claim = Instant::now();
+                        self.claim(&mut primary.con).await?;
+                    }
+                    self.step(&mut primary.con).await?;
+                    backoff.reset();
+                }
+            }
+            .await;
+            match served {
+                Ok(()) => {}
+                Err(Stop::Fatal(e)) => return e,
+                Err(Stop::Redis(e)) => {
+                    backoff
+                        .fail(
+                            &self.log,
+                            format_args!("{}: reading from {}: {e}", self.consumer, primary.addr),
+                        )
+                        .await
+                }
+            }
+        }
+    }
 }
 
-/// Runs the sink until killed. Returns only on a local failure (files,
-/// listener); every cluster fault is waited out.
+/// Runs the sink until killed: `consumers` consumers of the group, each
+/// on its own connection, committing to one output. Returns only on a
+/// local failure (files, listener); every cluster fault is waited out.
 pub async fn run(cfg: SinkConfig, log: Logger) -> Result<(), DriverError> {
     if let Some(addr) = &cfg.listen {
         listen(addr, cfg.ready_file.as_deref(), &log).await?;
     }
-    let out = Output::open(&cfg.output, &cfg.group, &log)?;
-    let mut sink = Sink {
-        cfg,
-        log,
-        out,
-        streams: BTreeMap::new(),
-        skipped: 0,
-        malformed: 0,
-        last_progress: Instant::now(),
-    };
-    let mut backoff = Backoff::new();
-    loop {
-        let mut primary = conn::connect_primary(
-            &sink.cfg.sentinels,
-            &sink.cfg.master,
-            sink.cfg.response_timeout + BLOCK,
-            &sink.log,
-        )
-        .await;
-        let served: Result<(), Stop> = async {
-            sink.scan(&mut primary.con, true).await?;
-            let mut last_scan = Instant::now();
-            loop {
-                if last_scan.elapsed() >= RESCAN {
-                    sink.scan(&mut primary.con, false).await?;
-                    last_scan = Instant::now();
-                }
-                sink.step(&mut primary.con).await?;
-                backoff.reset();
-            }
-        }
-        .await;
-        match served {
-            Ok(()) => {}
-            Err(Stop::Fatal(e)) => return Err(e),
-            Err(Stop::Redis(e)) => {
-                backoff
-                    .fail(
-                        &sink.log,
-                        format_args!("reading from {}: {e}", primary.addr),
-                    )
-                    .await
-            }
-        }
+    let out = Arc::new(Mutex::new(Output::open(&cfg.output, &cfg.group, &log)?));
+    let n = cfg.consumers.max(1);
+    if n > 1 {
+        log.info(format_args!(
+            "{n} consumers share the group {}: lines are written in the order they are read, with no deduplication by offset",
+            cfg.group
+        ));
+    }
+    // The consumers' futures hold log arguments across awaits (not Send):
+    // they run as local tasks of this (current-thread) runtime.
+    let local = tokio::task::LocalSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut sink = Sink {
+            consumer: cfg.consumer_name(i),
+            dedup: n == 1,
+            cfg: cfg.clone(),
+            log: log.clone(),
+            out: out.clone(),
+            last_claim: Instant::now(),
+            streams: BTreeMap::new(),
+            skipped: 0,
+            malformed: 0,
+            last_progress: Instant::now(),
+        };
+        tasks.spawn_local_on(async move { sink.serve().await }, &local);
+    }
+    match local.run_until(tasks.join_next()).await {
+        Some(Ok(e)) => Err(e),
+        Some(Err(e)) => Err(DriverError::Task(e.to_string())),
+        None => Ok(()),
     }
 }
 
@@ -706,14 +827,73 @@ mod tests {
                 line("7-0", None, Some("A??\n")),
             ],
             &committed,
+            true,
         );
-        b.add("lines:B", &[line("1-0", Some(0), Some("B0\n"))], &committed);
+        b.add(
+            "lines:B",
+            &[line("1-0", Some(0), Some("B0\n"))],
+            &committed,
+            true,
+        );
         assert_eq!(b.bytes, b"A30\nA50\nA??\nB0\n");
         assert_eq!(b.offsets, offsets(&[("lines:A", 50), ("lines:B", 0)]));
         assert_eq!(b.skipped, 3);
         assert_eq!(b.malformed, 1);
         assert_eq!(b.ack["lines:A"].len(), 7);
         assert_eq!(b.ack["lines:B"], ["1-0"]);
+    }
+
+    /// Several consumers share a stream, so offsets come in any order: a
+    /// line below the committed offset is new, not a resend. Every line is
+    /// written, and no offset is recorded (a restart with one consumer must
+    /// not skip lines by it).
+    #[test]
+    fn without_dedup_every_line_is_written_and_no_offset_recorded() {
+        let committed = Committed {
+            offset: 100,
+            last: offsets(&[("lines:A", 20)]),
+            commits: 1,
+        };
+        let mut b = Batch::default();
+        b.add(
+            "lines:A",
+            &[
+                line("9-0", Some(30), Some("A30\n")),
+                line("3-0", Some(10), Some("A10\n")),
+                line("4-0", Some(10), Some("A10\n")),
+                line("5-0", None, None),
+            ],
+            &committed,
+            false,
+        );
+        assert_eq!(b.bytes, b"A30\nA10\nA10\n");
+        assert!(b.offsets.is_empty());
+        assert_eq!((b.skipped, b.malformed), (0, 1));
+        assert_eq!(b.ack["lines:A"], ["9-0", "3-0", "4-0", "5-0"]);
+    }
+
+    #[test]
+    fn consumers_are_named_by_index_only_when_there_are_several() {
+        let mut cfg = SinkConfig {
+            sentinels: vec![],
+            master: "m".into(),
+            stream_prefix: "lines:".into(),
+            group: "g".into(),
+            consumer: "sink".into(),
+            output: PathBuf::from("o"),
+            listen: None,
+            ready_file: None,
+            batch: 1,
+            response_timeout: Duration::from_secs(1),
+            consumers: 1,
+            claim_idle: Duration::from_secs(10),
+        };
+        assert_eq!(cfg.consumer_name(0), "sink");
+        cfg.consumers = 3;
+        assert_eq!(
+            (0..3).map(|i| cfg.consumer_name(i)).collect::<Vec<_>>(),
+            ["sink-0", "sink-1", "sink-2"]
+        );
     }
 
     #[test]

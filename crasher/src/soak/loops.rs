@@ -502,19 +502,76 @@ pub async fn pause_members(h: Arc<Harness>) {
             continue;
         };
         let stopped = uniform(&mut rng, t.pause_min, t.pause_max);
-        h.schedule.decide(
-            "pause",
-            format!("pause {} for={:.3}", worker_name(i), stopped.as_secs_f64()),
-        );
-        faults::pause_worker(&h, i);
-        sleep(stopped).await;
+        if !pause_and_resume(&h, "pause", "pause", i, stopped, ticket, claim).await {
+            return;
+        }
+    }
+}
+
+/// `pause-primary`: like `pause`, but each time it stops whichever member
+/// is the primary now (the profile's `[primary]` query), so a long enough
+/// pause (`--timing pause_min=...` past the Sentinels' down-after time)
+/// makes the cluster fail over while the old primary is frozen, not dead.
+pub async fn pause_primary(h: Arc<Harness>) {
+    let t = h.timings.clone();
+    let source = "pause-primary";
+    let mut rng = h.rng(source);
+    sleep(secs(t.crash_worker_start)).await;
+    loop {
+        sleep(uniform(&mut rng, t.pause_gap_min, t.pause_gap_max)).await;
         if h.finished() {
             return;
         }
-        faults::resume_worker(&h, i);
-        drop(claim);
-        ticket.end();
+        let ticket = h.schedule.acquire(source, || h.out.glyph(":pP")).await;
+        if h.finished() {
+            return;
+        }
+        let Some(index) = current_primary(&h).await else {
+            ticket.cancel();
+            h.out.glyph(":pP");
+            continue;
+        };
+        let Some(claim) = h.claim(&worker_name(index)) else {
+            ticket.cancel();
+            h.out.glyph(":pP");
+            continue;
+        };
+        let stopped = uniform(&mut rng, t.pause_min, t.pause_max);
+        if !pause_and_resume(&h, source, "pause primary", index, stopped, ticket, claim).await {
+            return;
+        }
     }
+}
+
+/// One pause fault: records the decision, SIGSTOPs member `index`, waits
+/// `stopped`, SIGCONTs it and ends the fault (its observation starts).
+/// Returns false if the run ended meanwhile.
+async fn pause_and_resume(
+    h: &Harness,
+    source: &str,
+    verb: &str,
+    index: usize,
+    stopped: Duration,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+) -> bool {
+    h.schedule.decide(
+        source,
+        format!(
+            "{verb} {} for={:.3}",
+            worker_name(index),
+            stopped.as_secs_f64()
+        ),
+    );
+    faults::pause_worker(h, index);
+    sleep(stopped).await;
+    if h.finished() {
+        return false;
+    }
+    faults::resume_worker(h, index);
+    drop(claim);
+    ticket.end();
+    true
 }
 
 /// `grow` / `shrink` / `grow-and-shrink`: join and remove workers at random.

@@ -27,6 +27,10 @@ pub struct SoakSpec {
     /// `crash-primary`: crash whichever node is the primary now (the
     /// profile's `[primary]` query says which), and restart it.
     pub crash_primary: bool,
+    /// `pause-primary`: SIGSTOP whichever node is the primary now for a
+    /// while (long enough, with `--timing pause_min`, for a failover), then
+    /// SIGCONT it.
+    pub pause_primary: bool,
     /// `pause`: SIGSTOP a random process for a while, then SIGCONT it.
     pub pause: bool,
     /// `no-ack-progress`.
@@ -182,6 +186,7 @@ impl SoakSpec {
                 "crash-sink" => spec.crash_sink = true,
                 "crash-source" => spec.crash_source = true,
                 "crash-primary" => spec.crash_primary = true,
+                "pause-primary" => spec.pause_primary = true,
                 "pause" => spec.pause = true,
                 "no-ack-progress" => spec.no_ack_progress = true,
                 "no-registry-progress" | "no-registry-process" => spec.no_registry_progress = true,
@@ -268,6 +273,9 @@ impl SoakSpec {
         }
         if self.crash_primary {
             v.push("crash-primary".to_owned());
+        }
+        if self.pause_primary {
+            v.push("pause-primary".to_owned());
         }
         if self.pause {
             v.push("pause".to_owned());

@@ -77,9 +77,11 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(exit::USAGE));
     }
-    if spec.crash_primary && profile.primary.kind == crate::run::profile::PrimaryKind::None {
+    if (spec.crash_primary || spec.pause_primary)
+        && profile.primary.kind == crate::run::profile::PrimaryKind::None
+    {
         eprintln!(
-            "crasher: crash-primary: profile {} cannot tell which node is the primary \
+            "crasher: crash-primary/pause-primary: profile {} cannot tell which node is the primary \
              (give it a [primary] kind, e.g. \"redis-role\"; docs/drivers.md)",
             profile.origin
         );
@@ -143,6 +145,9 @@ pub(super) fn loop_names(spec: &SoakSpec, mode: Mode) -> Vec<String> {
     }
     if spec.crash_primary {
         v.push("RUN: run_crash_primary_loop".to_owned());
+    }
+    if spec.pause_primary {
+        v.push("RUN: run_pause_primary_loop".to_owned());
     }
     if spec.pause {
         v.push("RUN: run_pause_loop".to_owned());
@@ -380,6 +385,9 @@ pub(super) async fn soak(
     }
     if spec.crash_primary {
         tasks.spawn(loops::crash_primary(h.clone()));
+    }
+    if spec.pause_primary {
+        tasks.spawn(loops::pause_primary(h.clone()));
     }
     if spec.pause {
         tasks.spawn(loops::pause_members(h.clone()));
