@@ -315,3 +315,226 @@ fn crash_primary_crashes_the_new_primary_after_a_failover() {
         "every crash hit node 0: crash-primary did not follow the failover ({crashed:?}):\n{stdout}"
     );
 }
+
+/// `redis-sentinel-workqueue`: the sink runs three consumers of one group,
+/// so each stream's entries are shared between them, and the run is
+/// verified in `work-queue-at-least-once` mode. Sink crashes leave entries
+/// pending with each consumer; the restarted sink reads them again by the
+/// consumers' fixed names. The run must hold, and more than one consumer
+/// must have committed lines.
+#[test]
+fn work_queue_sink_of_three_consumers_holds_under_sink_crashes() {
+    let Some(server) = redis_server() else {
+        return skip("work_queue_sink_of_three_consumers_holds_under_sink_crashes");
+    };
+    let t = tempfile::tempdir().unwrap();
+    std::env::set_var("CRASHER_REDIS_SERVER", &server);
+    let profile = root().join("env/redis-sentinel-workqueue.toml");
+    let (out, stdout, id) = common::soak(
+        &t.path().join("runs"),
+        &[
+            "3",
+            "crash-sink",
+            "--env",
+            profile.to_str().unwrap(),
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "100000",
+            "--rate",
+            "20000",
+            "--duration",
+            "40s",
+            "--seed",
+            "3",
+            "--min-observed",
+            "0",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "run {id}:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Verify mode: work-queue-at-least-once"),
+        "{stdout}"
+    );
+    let dir = run_dir(&stdout);
+    let mut sink_logs = String::new();
+    for e in std::fs::read_dir(dir.join("logs")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("sink") && name.ends_with(".log") {
+            sink_logs.push_str(&std::fs::read_to_string(&p).unwrap());
+        } else if name.starts_with("sink") && name.ends_with(".gz") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap()),
+                &mut s,
+            )
+            .unwrap();
+            sink_logs.push_str(&s);
+        }
+    }
+    assert!(
+        sink_logs.contains("3 consumers share the group checker"),
+        "{sink_logs}"
+    );
+    let committers: std::collections::BTreeSet<&str> = ["sink-0:", "sink-1:", "sink-2:"]
+        .into_iter()
+        .filter(|c| sink_logs.contains(&format!("{c} committed")))
+        .collect();
+    assert!(
+        committers.len() >= 2,
+        "only {committers:?} committed anything:\n{sink_logs}"
+    );
+}
+
+/// Kills its child (and the child's process group) when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` every 50 ms until it is true or `budget` has passed.
+fn poll(budget: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + budget;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Entries a consumer of the group took and never acknowledged (it died,
+/// or a sink with more consumers no longer runs it) are claimed by the
+/// sink (`XAUTOCLAIM` after `--claim-idle`) and committed.
+#[test]
+fn entries_left_pending_by_another_consumer_are_claimed_and_committed() {
+    let Some(server) = redis_server() else {
+        return skip("entries_left_pending_by_another_consumer_are_claimed_and_committed");
+    };
+    let t = tempfile::tempdir().unwrap();
+    let block = crasher::run::ports::PortBlock::allocate(2).unwrap();
+    let (port, sport) = (block.port(0), block.port(1));
+    let start = |args: Vec<String>| {
+        Reaped(
+            std::process::Command::new(&server)
+                .args(args)
+                .current_dir(t.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _primary = start(
+        [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let sconf = t.path().join("sentinel.conf");
+    std::fs::write(
+        &sconf,
+        format!(
+            "bind 127.0.0.1\nport {sport}\nprotected-mode no\nsentinel monitor crasher 127.0.0.1 {port} 1\n"
+        ),
+    )
+    .unwrap();
+    let _sentinel = start(vec![sconf.display().to_string(), "--sentinel".into()]);
+    let up = |p: u16| {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &p.to_string(), "PING"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+    };
+    assert!(
+        poll(std::time::Duration::from_secs(10), || up(port) && up(sport)),
+        "redis-server or Sentinel never answered PING"
+    );
+    let lines = ["A0000000 a\n", "A0000011 b\n", "A0000022 c\n"];
+    for (i, l) in lines.iter().enumerate() {
+        redis_cli(
+            port,
+            &["XADD", "lines:A", "*", "o", &(i * 11).to_string(), "l", l],
+        );
+    }
+    redis_cli(port, &["XGROUP", "CREATE", "lines:A", "checker", "0"]);
+    // Consumer "gone" takes all three and never acknowledges them.
+    let taken = redis_cli(
+        port,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "checker",
+            "gone",
+            "COUNT",
+            "10",
+            "STREAMS",
+            "lines:A",
+            ">",
+        ],
+    );
+    assert!(taken.contains("A0000022"), "{taken}");
+    let prefix = t.path().join("output");
+    let _sink = Reaped(
+        common::crasher()
+            .args([
+                "redis-sink",
+                "--sentinels",
+                &format!("127.0.0.1:{sport}"),
+                "--output",
+                prefix.to_str().unwrap(),
+                "--claim-idle",
+                "0.2",
+            ])
+            .stderr(std::fs::File::create(t.path().join("sink.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let data = t.path().join("output.redis");
+    let want: String = lines.concat();
+    let claimed = poll(std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&data).is_ok_and(|d| d == want)
+    });
+    let log = std::fs::read_to_string(t.path().join("sink.log")).unwrap_or_default();
+    assert!(
+        claimed,
+        "the pending entries were not committed: output {:?}\n{log}",
+        std::fs::read_to_string(&data).unwrap_or_default()
+    );
+    assert!(log.contains("claimed 3 entr(ies) of lines:A"), "{log}");
+    // Acknowledged after the commit: nothing is pending any more.
+    assert!(
+        poll(std::time::Duration::from_secs(5), || {
+            redis_cli(port, &["XPENDING", "lines:A", "checker"]).starts_with("0\n")
+        }),
+        "{}",
+        redis_cli(port, &["XPENDING", "lines:A", "checker"])
+    );
+}
