@@ -4,11 +4,16 @@
 //! Both tools are given every Sentinel's `HOST:PORT` (`--sentinels`). The
 //! primary is never configured: it is asked for (`SENTINEL
 //! get-master-addr-by-name NAME`) from **all** Sentinels at once, each
-//! within [`SENTINEL_TIMEOUT`], and the address most of the answering
-//! Sentinels name wins (ties: the first in list order). One Sentinel's word
-//! is not enough: a Sentinel restarted with its node can name the old
-//! primary for a few seconds until it hears of the failover. The chosen
-//! server must then say `ROLE` → `master`, or the next attempt begins.
+//! within [`SENTINEL_TIMEOUT`], and the address named by a **majority of
+//! all the Sentinels given** (2 of 3) wins; with no such majority the
+//! attempt fails and the next one begins. One Sentinel's word is not
+//! enough: a Sentinel restarted with its node names the primary of its
+//! saved configuration, which can be its own node, until it hears of the
+//! failovers it missed; and that node, restarted with a configuration
+//! Sentinel rewrote when it promoted it, really says `master` for a few
+//! seconds. A client that took "1 of 3" then wrote to and read from a
+//! stale primary (docs/findings.md, Redis). The chosen server must then
+//! also say `ROLE` → `master`, or the next attempt begins.
 //!
 //! Every connection has a connect and a response timeout, so a paused
 //! (SIGSTOPped) server, which keeps accepting TCP connections but never
@@ -114,7 +119,14 @@ pub fn majority(answers: &[String]) -> Option<(String, usize)> {
         .map(|(a, (n, _))| (a.to_owned(), n))
 }
 
-/// Asks every Sentinel at once; the address most of them name.
+/// How many of `sentinels` Sentinels must name the same primary: a strict
+/// majority of all of them, answering or not.
+pub fn quorum(sentinels: usize) -> usize {
+    sentinels / 2 + 1
+}
+
+/// Asks every Sentinel at once; the address a majority of all of them
+/// ([`quorum`]) name.
 pub async fn resolve_primary(
     sentinels: &[String],
     master: &str,
@@ -130,7 +142,41 @@ pub async fn resolve_primary(
             Err(e) => errors.push(format!("{s}: {e}")),
         }
     }
-    majority(&answers).ok_or_else(|| format!("no Sentinel named a primary ({})", errors.join("; ")))
+    match elect(&answers, sentinels.len()) {
+        Elected::Nobody => Err(format!(
+            "no Sentinel named a primary ({})",
+            errors.join("; ")
+        )),
+        Elected::TooFew(addr, votes) => Err(format!(
+            "only {votes} of {} Sentinel(s) name {addr} (answers {answers:?}; {} needed{}{})",
+            sentinels.len(),
+            quorum(sentinels.len()),
+            if errors.is_empty() { "" } else { "; " },
+            errors.join("; ")
+        )),
+        Elected::Primary(addr, votes) => Ok((addr, votes)),
+    }
+}
+
+/// What the Sentinels' answers elect.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Elected {
+    /// No Sentinel named any primary.
+    Nobody,
+    /// The most named address, but named by fewer than [`quorum`].
+    TooFew(String, usize),
+    /// The address a majority of all Sentinels name, and their number.
+    Primary(String, usize),
+}
+
+/// Elects the primary from the answers of `configured` Sentinels (the
+/// unanswered ones count as not agreeing).
+pub fn elect(answers: &[String], configured: usize) -> Elected {
+    match majority(answers) {
+        None => Elected::Nobody,
+        Some((addr, votes)) if votes < quorum(configured) => Elected::TooFew(addr, votes),
+        Some((addr, votes)) => Elected::Primary(addr, votes),
+    }
 }
 
 /// Whether a `ROLE` reply says `master`.
@@ -228,6 +274,30 @@ mod tests {
             assert!(e.contains(bad), "{bad}: {e}");
         }
         assert!(parse_addrs(" , ").is_err());
+    }
+
+    #[test]
+    fn a_primary_needs_a_majority_of_all_sentinels() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(elect(&[], 3), Elected::Nobody);
+        // One Sentinel dead, the two others disagree (one restarted with a
+        // stale configuration): nobody is elected.
+        assert_eq!(
+            elect(&s(&["b:2", "a:1"]), 3),
+            Elected::TooFew("b:2".into(), 1)
+        );
+        // Only one of three answering: not enough, even unopposed.
+        assert_eq!(elect(&s(&["a:1"]), 3), Elected::TooFew("a:1".into(), 1));
+        assert_eq!(
+            elect(&s(&["a:1", "a:1"]), 3),
+            Elected::Primary("a:1".into(), 2)
+        );
+        assert_eq!(elect(&s(&["a:1"]), 1), Elected::Primary("a:1".into(), 1));
+        assert_eq!(quorum(1), 1);
+        assert_eq!(quorum(2), 2);
+        assert_eq!(quorum(3), 2);
+        assert_eq!(quorum(4), 3);
+        assert_eq!(quorum(5), 3);
     }
 
     #[test]
