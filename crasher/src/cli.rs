@@ -117,6 +117,13 @@ pub enum Command {
     Passthrough(passthrough::cli::Args),
     /// Run a recipe (a single scenario) in iterations; --list shows them.
     Recipe(crate::recipe::RecipeArgs),
+    /// Run a recorded soak again: same arguments and seed, its recorded
+    /// faults at their recorded times; says whether the same violation
+    /// class reappeared.
+    Replay(crate::replay::ReplayArgs),
+    /// Shrink a failing run's fault schedule to a minimal one that still
+    /// shows its violation class; writes a replay recipe and a report.
+    Shrink(crate::replay::shrink::ShrinkArgs),
     /// Show a run at a glance: processes, cluster, per-key progress, verification.
     Status(crate::ops::StatusArgs),
     /// Stop every process of a run and delete its state and output (inputs are kept).
@@ -235,6 +242,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::RedisSink(a)) => redis_driver::cli::run_sink(a),
         Some(Command::Passthrough(a)) => Ok(passthrough::main_with(a)),
         Some(Command::Recipe(a)) => crate::recipe::run(a),
+        Some(Command::Replay(a)) => crate::replay::run_replay(a),
+        Some(Command::Shrink(a)) => crate::replay::shrink::run_shrink(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
         Some(Command::Stop(a)) => crate::ops::stop(a),

@@ -66,12 +66,42 @@ pub struct Recipe {
     /// Workers at start.
     #[serde(default = "two")]
     pub workers: usize,
-    /// What one iteration does.
+    /// What one iteration does (none in a replay recipe).
+    #[serde(default)]
     pub steps: Vec<Step>,
     /// As a soak's `run_customX` scenario: repeat the steps until the run
     /// ends (the original's run_custom3006 did), instead of once.
     #[serde(default)]
     pub repeat_in_soak: bool,
+    /// A replay recipe (what `crasher shrink` writes): a soak with these
+    /// arguments and seed whose faults are exactly `decisions`, fired at
+    /// their times, instead of steps.
+    pub replay: Option<ReplayRecipe>,
+}
+
+/// The `[replay]` table of a recipe: a recorded soak's arguments and seed
+/// and the faults to fire (run.json `decisions`, each with its `fault`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRecipe {
+    /// The soak's arguments (`["2", "crash1", "--keys", "A", ...]`).
+    pub args: Vec<String>,
+    /// The seed.
+    pub seed: u64,
+    /// The violation class it reproduces (the failed check), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Tries: replay up to this many times, stopping at the first that
+    /// shows `class`.
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// The faults, in order.
+    #[serde(default)]
+    pub decisions: Vec<crate::soak::schedule::Decision>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn two() -> usize {
@@ -158,6 +188,15 @@ impl Recipe {
                 soak::spec::MAX_WORKERS
             );
         }
+        if let Some(rp) = &r.replay {
+            if !r.steps.is_empty() {
+                anyhow::bail!("{origin}: a recipe has either steps or a [replay] table, not both");
+            }
+            crate::soak::scripted::check(&rp.decisions)
+                .map_err(|e| anyhow::anyhow!("{origin}: [replay] {e}"))?;
+        } else if r.steps.is_empty() {
+            anyhow::bail!("{origin}: missing field `steps` (or a [replay] table)");
+        }
         for s in &r.steps {
             if let Step::Crash { target } | Step::Restart { target } = s {
                 Target::parse(target)
@@ -226,6 +265,9 @@ pub fn run(args: RecipeArgs) -> anyhow::Result<ExitCode> {
     }
     let name = args.name.clone().unwrap_or_default();
     let (recipe, origin) = Recipe::load(&name)?;
+    if let Some(rp) = &recipe.replay {
+        return crate::replay::run_recipe(&origin, &recipe.description, rp, &args.soak.runs);
+    }
     let profile = Profile::load(&args.soak.profile)?;
     let mut timings = Timings::default();
     timings

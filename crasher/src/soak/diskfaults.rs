@@ -20,6 +20,7 @@ use super::faults;
 use super::harness::{Claim, Harness, Outcome};
 use super::liveness::await_live;
 use super::loops::{all_ready_by, tail_lines};
+use super::schedule::Fault;
 use super::schedule::Ticket;
 use super::spec::worker_name;
 use super::timings::secs;
@@ -159,8 +160,11 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
             continue;
         };
         let names: Vec<String> = which.iter().map(|&i| worker_name(i)).collect();
-        h.schedule
-            .decide(kind, format!("power loss of {}", names.join(",")));
+        h.schedule.decide(
+            kind,
+            format!("power loss of {}", names.join(",")),
+            Fault::new(kind, names.join(",")),
+        );
         let glyph = if all {
             "PLA".to_owned()
         } else {
@@ -269,8 +273,11 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             h.out.glyph(&format!(":{letter}"));
             continue;
         };
-        h.schedule
-            .decide(word, format!("{word} a data file of {name}"));
+        h.schedule.decide(
+            word,
+            format!("{word} a data file of {name}"),
+            Fault::new(word, &name),
+        );
         if !kill(&h, i, word) {
             return;
         }

@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::sleep;
 
 use super::harness::{Harness, Outcome};
+use super::schedule::Fault;
 use super::spec::{worker_name, NetFault};
 use super::timings::secs;
 
@@ -140,8 +141,12 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         let planned = plan(kind, &members, &mut rng, percent);
         match planned {
             Some((faults, glyph)) if !busy => {
-                h.schedule
-                    .decide("net-faults", format!("{} {glyph}", kind.word()));
+                let hold = uniform(&mut rng, t.net_hold_min, t.net_hold_max);
+                h.schedule.decide(
+                    "net-faults",
+                    format!("{} {glyph}", kind.word()),
+                    Fault::new(kind.word(), glyph.clone()).hold(hold),
+                );
                 let applied = h.cluster().apply_network(&faults);
                 if let Err(e) = applied {
                     return h.finish(Outcome::Environment(format!(
@@ -151,7 +156,7 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
                 }
                 h.out.event(&format!("net-{}", kind.word()), &glyph);
                 h.counters.net_faults.fetch_add(1, Ordering::Relaxed);
-                sleep(uniform(&mut rng, t.net_hold_min, t.net_hold_max)).await;
+                sleep(hold).await;
                 if h.finished() {
                     return;
                 }

@@ -1,0 +1,245 @@
+//! The scripted fault executor of `crasher replay` / `crasher shrink`:
+//! instead of the random fault loops, it fires recorded faults
+//! ([`Decision`]s with a [`Fault`]) at their recorded offsets from the
+//! run's start, with the same fault actions (and so the same glyphs) as
+//! the loops. Each fault is recorded again (schedule, coverage, decision),
+//! so a replayed run can itself be replayed or shrunk.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, Instant};
+
+use super::harness::{Claim, Harness};
+use super::loops;
+use super::schedule::{Decision, Fault};
+use super::spec::{worker_index, worker_name};
+use super::timings::secs;
+
+/// The fault kinds replay can carry out.
+pub const REPLAYABLE: &[&str] = &[
+    "crash-worker",
+    "crash-primary",
+    "crash-sink",
+    "crash-feeder",
+    "pause",
+    "join",
+    "shrink",
+];
+
+/// Reads a fault schedule: a JSON array of decisions, or a recipe file
+/// (`.toml`) with a `[replay]` table. Every decision must carry a
+/// replayable fault; errors name the file and the decision.
+pub fn load(path: &Path) -> anyhow::Result<Vec<Decision>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let decisions = if path.extension().is_some_and(|e| e == "toml") {
+        let origin = path.display().to_string();
+        let r = crate::recipe::Recipe::parse(&text, &origin)?;
+        match r.replay {
+            Some(rp) => rp.decisions,
+            None => anyhow::bail!("{origin}: no [replay] table: not a replay recipe"),
+        }
+    } else {
+        serde_json::from_str::<Vec<Decision>>(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: line {} column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?
+    };
+    check(&decisions).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(decisions)
+}
+
+/// Checks that every decision can be replayed: it has a structured fault
+/// (runs recorded before replayable schedules have none) of a kind replay
+/// knows, with the parameters that kind needs.
+pub fn check(decisions: &[Decision]) -> Result<(), String> {
+    for (n, d) in decisions.iter().enumerate() {
+        let Some(f) = &d.fault else {
+            return Err(format!(
+                "decision {n} ({:?}) has no `fault`: this run predates replayable schedules",
+                d.what
+            ));
+        };
+        if !REPLAYABLE.contains(&f.kind.as_str()) {
+            return Err(format!(
+                "decision {n} ({:?}): fault kind {:?} cannot be replayed yet (replayable: {})",
+                d.what,
+                f.kind,
+                REPLAYABLE.join(", ")
+            ));
+        }
+        let worker = matches!(
+            f.kind.as_str(),
+            "crash-worker" | "pause" | "join" | "shrink"
+        );
+        if worker && worker_index(&f.target).is_none() {
+            return Err(format!(
+                "decision {n}: target {:?} is not a worker name (workerN)",
+                f.target
+            ));
+        }
+        if f.kind == "crash-feeder" && !f.target.starts_with("feeder.") {
+            return Err(format!(
+                "decision {n}: target {:?} is not a feeder (feeder.K)",
+                f.target
+            ));
+        }
+        if !d.t.is_finite() || d.t < 0.0 {
+            return Err(format!("decision {n}: field t: {} is not a time", d.t));
+        }
+    }
+    Ok(())
+}
+
+/// The fault kind a decision counts under in the coverage (the random
+/// loops' names: `crash1`, `crash-sink`, `crash-source`...).
+fn coverage_kind(f: &Fault) -> String {
+    match f.kind.as_str() {
+        "crash-worker" => format!("crash{}", worker_index(&f.target).unwrap_or(0)),
+        "crash-feeder" => "crash-source".to_owned(),
+        k => k.to_owned(),
+    }
+}
+
+/// Fires `script` at its recorded offsets until the run ends. Faults that
+/// overlapped in the recorded run overlap here too (each its own task);
+/// a fault whose target is still busy with the previous one waits for it.
+pub async fn execute(h: Arc<Harness>, script: Vec<Decision>) {
+    let start = Instant::from_std(h.schedule.started());
+    h.out.line(&format!(
+        "Replay: {} recorded faults at their recorded times (the random fault loops are off)",
+        script.len()
+    ));
+    let mut tasks = JoinSet::new();
+    for d in script {
+        sleep_until(start + secs(d.t)).await;
+        if h.finished() {
+            return;
+        }
+        tasks.spawn(fire(h.clone(), d));
+    }
+    while tasks.join_next().await.is_some() {}
+    h.out.line("Replay: every recorded fault fired");
+}
+
+/// Waits until `who` can be claimed, or the run ends.
+async fn claim<'a>(h: &'a Harness, who: &str) -> Option<Claim<'a>> {
+    loop {
+        if h.finished() {
+            return None;
+        }
+        if let Some(c) = h.claim(who) {
+            return Some(c);
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn skip(h: &Harness, d: &Decision, why: &str) {
+    h.out.line(&format!("Replay: skipped {:?}: {why}", d.what));
+}
+
+/// Carries out one recorded fault with the loops' own actions.
+async fn fire(h: Arc<Harness>, d: Decision) {
+    let Some(f) = d.fault.clone() else {
+        return skip(&h, &d, "no fault recorded");
+    };
+    let h = &*h;
+    let kind = coverage_kind(&f);
+    let down = secs(f.down_s.unwrap_or(0.0));
+    let hold = secs(f.hold_s.unwrap_or(0.0));
+    let index = worker_index(&f.target);
+    let record = |f: &Fault| h.schedule.decide(&d.source, d.what.clone(), f.clone());
+    match f.kind.as_str() {
+        "crash-worker" | "pause" => {
+            let Some(i) = index else { return };
+            let Some(c) = claim(h, &f.target).await else {
+                return;
+            };
+            if !h.cluster().members().contains(&i) {
+                return skip(h, &d, "not a member now");
+            }
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            if f.kind == "pause" {
+                loops::pause_for(h, i, hold, ticket, c).await;
+            } else {
+                loops::crash_and_restart(h, i, down, ticket, c).await;
+            }
+        }
+        "crash-primary" => {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let picked = loop {
+                if h.finished() {
+                    return;
+                }
+                if let Some(p) = loops::claim_primary(h).await {
+                    break p;
+                }
+                if Instant::now() >= deadline {
+                    return skip(h, &d, "no primary found within 30 s");
+                }
+                sleep(Duration::from_millis(200)).await;
+            };
+            let (i, c) = picked;
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            loops::crash_and_restart(h, i, down, ticket, c).await;
+        }
+        "crash-sink" => {
+            let Some(c) = claim(h, "sink").await else {
+                return;
+            };
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            loops::sink_crash(h, down, ticket, c).await;
+        }
+        "crash-feeder" => {
+            let k = f.target.trim_start_matches("feeder.").to_owned();
+            let Some(c) = claim(h, &f.target).await else {
+                return;
+            };
+            if h.cluster().done_feeders().contains(&k) {
+                return skip(h, &d, "the feeder is done");
+            }
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            loops::feeder_crash(h, &k, down, ticket, c).await;
+        }
+        "join" => {
+            let Some(i) = index else { return };
+            let Some(c) = claim(h, &f.target).await else {
+                return;
+            };
+            if h.cluster().members().contains(&i) {
+                return skip(h, &d, "already a member");
+            }
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            loops::join_index(h, i, ticket, c).await;
+        }
+        "shrink" => {
+            let Some(i) = index else { return };
+            let Some(a) = claim(h, &f.target).await else {
+                return;
+            };
+            let Some(b) = claim(h, &worker_name(0)).await else {
+                return;
+            };
+            if !h.cluster().members().contains(&i) {
+                return skip(h, &d, "not a member now");
+            }
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            loops::shrink_index(h, i, ticket, (a, b)).await;
+        }
+        other => skip(h, &d, &format!("fault kind {other:?} cannot be replayed")),
+    }
+}
