@@ -59,6 +59,10 @@ skipped; network: {P:0,2|1} partition
 Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
 3 verdict unknown.
 
+To run a recorded soak again with its recorded faults, or cut a failing
+run's faults down to the few that matter: crasher replay RUN, crasher
+shrink RUN (docs/replay.md).
+
 To drive a run step by step from a shell instead, use the low-level
 commands (start-sink, start-initializer -n N, start-worker [-j] N,
 crash-worker N, poll-ready N, poll-all-ready, start-feeder KEY, status,
