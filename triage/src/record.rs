@@ -98,8 +98,8 @@ pub struct Decision {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
     /// The action: `crash-worker`, `crash-primary`, `crash-sink`,
-    /// `crash-feeder`, `pause`, `join`, `shrink`; recorded but not
-    /// replayable yet: `power-loss`, `power-loss-all`, `corrupt`,
+    /// `crash-feeder`, `pause`, `join`, `shrink`, `power-loss`,
+    /// `power-loss-all`; recorded but not replayable yet: `corrupt`,
     /// `truncate`, and the network faults (`partition`, `isolate`,
     /// `one-way`, `bridge`, `flaky`).
     pub kind: String,

@@ -447,7 +447,8 @@ pub fn run_shrink(a: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let path = dir.join("report.md");
     std::fs::write(&path, &report)?;
     println!(
-        "Shrink: faults {} -> {}, {spent} tries, final reproduction {hits} of {ran}; recipe {}; report {}",
+        "Shrink{}: faults {} -> {}, {spent} tries, final reproduction {hits} of {ran}; recipe {}; report {}",
+        if interrupted { " (interrupted)" } else { "" },
         rec.decisions.len(),
         best.decisions.len(),
         recipe.display(),

@@ -27,6 +27,8 @@ pub const REPLAYABLE: &[&str] = &[
     "pause",
     "join",
     "shrink",
+    "power-loss",
+    "power-loss-all",
 ];
 
 /// Reads a fault schedule: a JSON array of decisions, or a recipe file
@@ -77,7 +79,7 @@ pub fn check(decisions: &[Decision]) -> Result<(), String> {
         }
         let worker = matches!(
             f.kind.as_str(),
-            "crash-worker" | "pause" | "join" | "shrink"
+            "crash-worker" | "pause" | "join" | "shrink" | "power-loss"
         );
         if worker && worker_index(&f.target).is_none() {
             return Err(format!(
@@ -136,6 +138,19 @@ async fn claim<'a>(h: &'a Harness, who: &str) -> Option<Claim<'a>> {
             return None;
         }
         if let Some(c) = h.claim(who) {
+            return Some(c);
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `take` gets its claims, or the run ends.
+async fn claim_with<'a, T>(h: &'a Harness, take: impl Fn(&'a Harness) -> Option<T>) -> Option<T> {
+    loop {
+        if h.finished() {
+            return None;
+        }
+        if let Some(c) = take(h) {
             return Some(c);
         }
         sleep(Duration::from_millis(20)).await;
@@ -239,6 +254,34 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             let ticket = h.schedule.force(&kind);
             record(&f);
             loops::shrink_index(h, i, ticket, (a, b)).await;
+        }
+        "power-loss" => {
+            let Some(i) = index else { return };
+            let Some(c) = claim(h, &f.target).await else {
+                return;
+            };
+            let Some(disk) = claim_with(h, super::diskfaults::claim_disk).await else {
+                return;
+            };
+            if !h.cluster().members().contains(&i) {
+                return skip(h, &d, "not a member now");
+            }
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            super::diskfaults::power_loss_once(h, &[i], false, down, ticket).await;
+            drop((c, disk));
+        }
+        "power-loss-all" => {
+            // Every member at replay time (the recorded list is for people).
+            let Some((which, claims, disk)) =
+                claim_with(h, super::diskfaults::claim_all_and_disk).await
+            else {
+                return;
+            };
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            super::diskfaults::power_loss_once(h, &which, true, down, ticket).await;
+            drop((claims, disk));
         }
         other => skip(h, &d, &format!("fault kind {other:?} cannot be replayed")),
     }
