@@ -605,3 +605,44 @@ pub fn custom_recipe_name(word: &str) -> String {
         other => other.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPLAY: &str = r#"
+description = "shrunk"
+[replay]
+args = ["2", "crash1"]
+seed = 5
+class = "sanity"
+[[replay.decisions]]
+t = 1.5
+source = "crash1"
+what = "crash worker1 down=0.500"
+[replay.decisions.fault]
+kind = "crash-worker"
+target = "worker1"
+down_s = 0.5
+"#;
+
+    #[test]
+    fn a_replay_recipe_parses_and_bad_ones_are_named() {
+        let r = Recipe::parse(REPLAY, "x.toml").unwrap();
+        let rp = r.replay.unwrap();
+        assert_eq!((rp.seed, rp.tries, rp.decisions.len()), (5, 1, 1));
+        let both = format!("steps = [{{ do = \"verify\" }}]\n{REPLAY}");
+        let e = Recipe::parse(&both, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("either steps or a [replay] table"), "{e}");
+        let e = Recipe::parse("description = \"d\"", "y.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("y.toml") && e.contains("steps"), "{e}");
+        let bad = REPLAY.replace("crash-worker", "corrupt");
+        let e = Recipe::parse(&bad, "z.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("z.toml") && e.contains("cannot be replayed"),
+            "{e}"
+        );
+    }
+}

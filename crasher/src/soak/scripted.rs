@@ -286,3 +286,58 @@ async fn fire(h: Arc<Harness>, d: Decision) {
         other => skip(h, &d, &format!("fault kind {other:?} cannot be replayed")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decisions(json: &str) -> Vec<Decision> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn old_records_read_and_are_refused_by_name() {
+        // A run.json of before replayable schedules: no `fault`.
+        let old =
+            decisions(r#"[{"t": 1.5, "source": "crash1", "what": "crash worker1 down=0.5"}]"#);
+        assert_eq!(old[0].fault, None);
+        let e = check(&old).unwrap_err();
+        assert!(e.contains("predates replayable schedules"), "{e}");
+    }
+
+    #[test]
+    fn faults_round_trip_and_bad_ones_are_named() {
+        let d = decisions(
+            r#"[{"t": 1.5, "source": "crash1", "what": "crash worker1 down=0.5",
+                 "fault": {"kind": "crash-worker", "target": "worker1", "down_s": 0.5}},
+                {"t": 2.0, "source": "pause", "what": "pause worker2 for=1.000",
+                 "fault": {"kind": "pause", "target": "worker2", "hold_s": 1.0,
+                           "on_event": "phase1 worker2"}}]"#,
+        );
+        assert!(check(&d).is_ok());
+        assert_eq!(
+            d[1].fault.as_ref().unwrap().on_event.as_deref(),
+            Some("phase1 worker2")
+        );
+        let json = serde_json::to_string(&d[0]).unwrap();
+        assert!(
+            !json.contains("hold_s") && !json.contains("on_event"),
+            "{json}"
+        );
+        assert_eq!(coverage_kind(d[0].fault.as_ref().unwrap()), "crash1");
+
+        let mut bad = d.clone();
+        bad[0].fault.as_mut().unwrap().kind = "partition".into();
+        let e = check(&bad).unwrap_err();
+        assert!(
+            e.contains("decision 0") && e.contains("cannot be replayed"),
+            "{e}"
+        );
+        let mut bad = d.clone();
+        bad[1].fault.as_mut().unwrap().target = "sink".into();
+        assert!(check(&bad).unwrap_err().contains("decision 1"));
+        let mut bad = d;
+        bad[0].t = -1.0;
+        assert!(check(&bad).unwrap_err().contains("field t"));
+    }
+}
