@@ -99,9 +99,9 @@ pub struct Decision {
 pub struct Fault {
     /// The action: `crash-worker`, `crash-primary`, `crash-sink`,
     /// `crash-feeder`, `pause`, `join`, `shrink`, `power-loss`,
-    /// `power-loss-all`; recorded but not replayable yet: `corrupt`,
-    /// `truncate`, and the network faults (`partition`, `isolate`,
-    /// `one-way`, `bridge`, `flaky`).
+    /// `power-loss-all`, the network faults (`partition`, `isolate`,
+    /// `one-way`, `bridge`, `flaky`); recorded but not replayable yet:
+    /// `corrupt`, `truncate`.
     pub kind: String,
     /// Whom: `workerN`, `sink`, `feeder.K`, `primary` (whichever node is
     /// the primary when it fires), or the fault's glyph / worker list for

@@ -29,7 +29,15 @@ pub const REPLAYABLE: &[&str] = &[
     "shrink",
     "power-loss",
     "power-loss-all",
+    "partition",
+    "isolate",
+    "one-way",
+    "bridge",
+    "flaky",
 ];
+
+/// The network fault words (their `target` is the fault's glyph).
+const NETWORK: &[&str] = &["partition", "isolate", "one-way", "bridge", "flaky"];
 
 /// Reads a fault schedule: a JSON array of decisions, or a recipe file
 /// (`.toml`) with a `[replay]` table. Every decision must carry a
@@ -84,6 +92,15 @@ pub fn check(decisions: &[Decision]) -> Result<(), String> {
         if worker && worker_index(&f.target).is_none() {
             return Err(format!(
                 "decision {n}: target {:?} is not a worker name (workerN)",
+                f.target
+            ));
+        }
+        let all: Vec<usize> = (0..super::spec::MAX_WORKERS).collect();
+        if NETWORK.contains(&f.kind.as_str())
+            && super::netfaults::from_glyph(&f.target, &all, 0).is_none()
+        {
+            return Err(format!(
+                "decision {n}: target {:?} is not a network fault glyph ({{P:0,1|2}}, {{I:2}}, {{O:1>2}}, {{B:0|1|2}}, {{F:1}})",
                 f.target
             ));
         }
@@ -283,6 +300,16 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             super::diskfaults::power_loss_once(h, &which, true, down, ticket).await;
             drop((claims, disk));
         }
+        k if NETWORK.contains(&k) => {
+            let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+            let percent = h.timings.net_flaky_percent.clamp(0.0, 100.0) as u8;
+            let Some(faults) = super::netfaults::from_glyph(&f.target, &members, percent) else {
+                return skip(h, &d, "its nodes are not all members now");
+            };
+            let ticket = h.schedule.force(&kind);
+            record(&f);
+            super::netfaults::net_fault_once(h, k, &faults, &f.target, hold, ticket).await;
+        }
         other => skip(h, &d, &format!("fault kind {other:?} cannot be replayed")),
     }
 }
@@ -327,7 +354,7 @@ mod tests {
         assert_eq!(coverage_kind(d[0].fault.as_ref().unwrap()), "crash1");
 
         let mut bad = d.clone();
-        bad[0].fault.as_mut().unwrap().kind = "partition".into();
+        bad[0].fault.as_mut().unwrap().kind = "corrupt".into();
         let e = check(&bad).unwrap_err();
         assert!(
             e.contains("decision 0") && e.contains("cannot be replayed"),
@@ -336,8 +363,38 @@ mod tests {
         let mut bad = d.clone();
         bad[1].fault.as_mut().unwrap().target = "sink".into();
         assert!(check(&bad).unwrap_err().contains("decision 1"));
+        let mut bad = d.clone();
+        let f = bad[0].fault.as_mut().unwrap();
+        f.kind = "partition".into();
+        f.target = "{P:0,1|2}".into();
+        assert!(check(&bad).is_ok());
+        bad[0].fault.as_mut().unwrap().target = "{Q:1}".into();
+        assert!(check(&bad).unwrap_err().contains("network fault glyph"));
         let mut bad = d;
         bad[0].t = -1.0;
         assert!(check(&bad).unwrap_err().contains("field t"));
+    }
+
+    #[test]
+    fn network_glyphs_become_the_same_cuts() {
+        use crate::soak::netfaults::from_glyph;
+        let p = from_glyph("{P:0,2|1}", &[0, 1, 2], 30).unwrap();
+        assert_eq!(p.cuts.len(), 4, "1 cut from 0 and 2, both ways");
+        let i = from_glyph("{I:2}", &[0, 1, 2], 30).unwrap();
+        assert_eq!(i.cuts.len(), 6, "2 cut from 0, 1 and the lab, both ways");
+        assert_eq!(from_glyph("{O:1>2}", &[0, 1, 2], 30).unwrap().cuts.len(), 1);
+        assert_eq!(
+            from_glyph("{B:0|1|2}", &[0, 1, 2], 30).unwrap().cuts.len(),
+            2
+        );
+        assert_eq!(
+            from_glyph("{F:1}", &[0, 1], 30).unwrap().flaky["worker1"],
+            30
+        );
+        assert!(
+            from_glyph("{I:5}", &[0, 1, 2], 30).is_none(),
+            "not a member"
+        );
+        assert!(from_glyph("{H}", &[0, 1], 30).is_none());
     }
 }
