@@ -61,6 +61,10 @@ skipped; network: {P:0,2|1} partition
 Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
 3 verdict unknown.
 
+To run a recorded soak again with its recorded faults, or cut a failing
+run's faults down to the few that matter: crasher replay RUN, crasher
+shrink RUN (docs/replay.md).
+
 To drive a run step by step from a shell instead, use the low-level
 commands (start-sink, start-initializer -n N, start-worker [-j] N,
 crash-worker N, poll-ready N, poll-all-ready, start-feeder KEY, status,
@@ -119,6 +123,13 @@ pub enum Command {
     Passthrough(passthrough::cli::Args),
     /// Run a recipe (a single scenario) in iterations; --list shows them.
     Recipe(crate::recipe::RecipeArgs),
+    /// Run a recorded soak again: same arguments and seed, its recorded
+    /// faults at their recorded times; says whether the same violation
+    /// class reappeared.
+    Replay(crate::replay::ReplayArgs),
+    /// Shrink a failing run's fault schedule to a minimal one that still
+    /// shows its violation class; writes a replay recipe and a report.
+    Shrink(crate::replay::shrink::ShrinkArgs),
     /// Show a run at a glance: processes, cluster, per-key progress, verification.
     Status(crate::ops::StatusArgs),
     /// Stop every process of a run and delete its state and output (inputs are kept).
@@ -237,6 +248,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::RedisSink(a)) => redis_driver::cli::run_sink(a),
         Some(Command::Passthrough(a)) => Ok(passthrough::main_with(a)),
         Some(Command::Recipe(a)) => crate::recipe::run(a),
+        Some(Command::Replay(a)) => crate::replay::run_replay(a),
+        Some(Command::Shrink(a)) => crate::replay::shrink::run_shrink(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
         Some(Command::Stop(a)) => crate::ops::stop(a),

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod manual;
 pub mod ops;
 pub mod recipe;
+pub mod replay;
 pub mod run;
 pub mod soak;
 

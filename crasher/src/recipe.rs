@@ -66,12 +66,42 @@ pub struct Recipe {
     /// Workers at start.
     #[serde(default = "two")]
     pub workers: usize,
-    /// What one iteration does.
+    /// What one iteration does (none in a replay recipe).
+    #[serde(default)]
     pub steps: Vec<Step>,
     /// As a soak's `run_customX` scenario: repeat the steps until the run
     /// ends (the original's run_custom3006 did), instead of once.
     #[serde(default)]
     pub repeat_in_soak: bool,
+    /// A replay recipe (what `crasher shrink` writes): a soak with these
+    /// arguments and seed whose faults are exactly `decisions`, fired at
+    /// their times, instead of steps.
+    pub replay: Option<ReplayRecipe>,
+}
+
+/// The `[replay]` table of a recipe: a recorded soak's arguments and seed
+/// and the faults to fire (run.json `decisions`, each with its `fault`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRecipe {
+    /// The soak's arguments (`["2", "crash1", "--keys", "A", ...]`).
+    pub args: Vec<String>,
+    /// The seed.
+    pub seed: u64,
+    /// The violation class it reproduces (the failed check), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Tries: replay up to this many times, stopping at the first that
+    /// shows `class`.
+    #[serde(default = "one")]
+    pub tries: u32,
+    /// The faults, in order.
+    #[serde(default)]
+    pub decisions: Vec<crate::soak::schedule::Decision>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn two() -> usize {
@@ -158,6 +188,15 @@ impl Recipe {
                 soak::spec::MAX_WORKERS
             );
         }
+        if let Some(rp) = &r.replay {
+            if !r.steps.is_empty() {
+                anyhow::bail!("{origin}: a recipe has either steps or a [replay] table, not both");
+            }
+            crate::soak::scripted::check(&rp.decisions)
+                .map_err(|e| anyhow::anyhow!("{origin}: [replay] {e}"))?;
+        } else if r.steps.is_empty() {
+            anyhow::bail!("{origin}: missing field `steps` (or a [replay] table)");
+        }
         for s in &r.steps {
             if let Step::Crash { target } | Step::Restart { target } = s {
                 Target::parse(target)
@@ -226,6 +265,9 @@ pub fn run(args: RecipeArgs) -> anyhow::Result<ExitCode> {
     }
     let name = args.name.clone().unwrap_or_default();
     let (recipe, origin) = Recipe::load(&name)?;
+    if let Some(rp) = &recipe.replay {
+        return crate::replay::run_recipe(&origin, &recipe.description, rp, &args.soak.runs);
+    }
     let profile = Profile::load(&args.soak.profile)?;
     let mut timings = Timings::default();
     timings
@@ -561,5 +603,46 @@ pub fn custom_recipe_name(word: &str) -> String {
     match rest {
         "custom_crashsink_crash0_overlap" => "crashsink-crash0-overlap".to_owned(),
         other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPLAY: &str = r#"
+description = "shrunk"
+[replay]
+args = ["2", "crash1"]
+seed = 5
+class = "sanity"
+[[replay.decisions]]
+t = 1.5
+source = "crash1"
+what = "crash worker1 down=0.500"
+[replay.decisions.fault]
+kind = "crash-worker"
+target = "worker1"
+down_s = 0.5
+"#;
+
+    #[test]
+    fn a_replay_recipe_parses_and_bad_ones_are_named() {
+        let r = Recipe::parse(REPLAY, "x.toml").unwrap();
+        let rp = r.replay.unwrap();
+        assert_eq!((rp.seed, rp.tries, rp.decisions.len()), (5, 1, 1));
+        let both = format!("steps = [{{ do = \"verify\" }}]\n{REPLAY}");
+        let e = Recipe::parse(&both, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("either steps or a [replay] table"), "{e}");
+        let e = Recipe::parse("description = \"d\"", "y.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("y.toml") && e.contains("steps"), "{e}");
+        let bad = REPLAY.replace("crash-worker", "corrupt");
+        let e = Recipe::parse(&bad, "z.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("z.toml") && e.contains("cannot be replayed"),
+            "{e}"
+        );
     }
 }

@@ -86,6 +86,66 @@ pub struct Decision {
     /// What it decided.
     #[serde(default)]
     pub what: String,
+    /// The same decision in a form `crasher replay` can carry out again
+    /// (absent in runs recorded before replayable schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+/// One recorded fault, replayable: what was done, to whom, with which
+/// parameters. `Decision::t` is when it started (seconds since the run's
+/// start), unless `on_event` names the event it was aimed at.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// The action: `crash-worker`, `crash-primary`, `crash-sink`,
+    /// `crash-feeder`, `pause`, `join`, `shrink`, `power-loss`,
+    /// `power-loss-all`, the network faults (`partition`, `isolate`,
+    /// `one-way`, `bridge`, `flaky`); recorded but not replayable yet:
+    /// `corrupt`, `truncate`.
+    pub kind: String,
+    /// Whom: `workerN`, `sink`, `feeder.K`, `primary` (whichever node is
+    /// the primary when it fires), or the fault's glyph / worker list for
+    /// network and disk faults.
+    pub target: String,
+    /// Seconds the target stays down before its restart (crashes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_s: Option<f64>,
+    /// Seconds the fault is held before it is undone (pause, network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_s: Option<f64>,
+    /// The event this fault was aimed at (targeted faults, e.g. a protocol
+    /// phase or a log line); `None` for faults fired at a time. Replay
+    /// fires every fault at its recorded time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_event: Option<String>,
+}
+
+impl Fault {
+    /// A fault of `kind` on `target`, with no parameters.
+    pub fn new(kind: &str, target: impl Into<String>) -> Fault {
+        Fault {
+            kind: kind.to_owned(),
+            target: target.into(),
+            ..Fault::default()
+        }
+    }
+
+    /// With a down time.
+    pub fn down(mut self, d: std::time::Duration) -> Fault {
+        self.down_s = Some(round_ms(d.as_secs_f64()));
+        self
+    }
+
+    /// With a hold time.
+    pub fn hold(mut self, d: std::time::Duration) -> Fault {
+        self.hold_s = Some(round_ms(d.as_secs_f64()));
+        self
+    }
+}
+
+/// Seconds rounded to the millisecond, as `what` prints them.
+fn round_ms(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
 }
 
 /// Everything known about one run.

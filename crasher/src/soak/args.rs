@@ -95,6 +95,11 @@ pub struct SoakArgs {
     /// observed at least this many times (0: only report coverage).
     #[arg(long, env = "CRASHER_MIN_OBSERVED", default_value_t = 1)]
     pub min_observed: u64,
+    /// Replay a recorded fault schedule instead of the random fault loops:
+    /// a JSON array of run.json `decisions`, or a recipe file with a
+    /// `[replay]` table (what `crasher replay` and `crasher shrink` pass).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub replay_schedule: Option<std::path::PathBuf>,
 }
 
 /// The rate shape of each key from `--workload` (SHAPE for every key, or

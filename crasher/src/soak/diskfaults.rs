@@ -20,6 +20,7 @@ use super::faults;
 use super::harness::{Claim, Harness, Outcome};
 use super::liveness::await_live;
 use super::loops::{all_ready_by, tail_lines};
+use super::schedule::Fault;
 use super::schedule::Ticket;
 use super::spec::worker_name;
 use super::timings::secs;
@@ -159,46 +160,17 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
             continue;
         };
         let names: Vec<String> = which.iter().map(|&i| worker_name(i)).collect();
-        h.schedule
-            .decide(kind, format!("power loss of {}", names.join(",")));
-        let glyph = if all {
-            "PLA".to_owned()
-        } else {
-            format!("PL{}", which[0])
-        };
-        h.out.event("power-loss", &glyph);
-        for &i in &which {
-            if !kill(&h, i, "power-loss") {
-                return;
-            }
-        }
-        for &i in &which {
-            let lost = tokio::task::block_in_place(|| h.cluster().lose_disk(i));
-            match lost {
-                Ok(report) => h.out.line(&format!(
-                    "power-loss: {}: un-synced writes dropped ({report})",
-                    worker_name(i)
-                )),
-                Err(e) => return h.finish(Outcome::Environment(e.to_string())),
-            }
-        }
-        h.counters.disk_faults.fetch_add(1, Ordering::Relaxed);
-        sleep(uniform(&mut rng, 0.0, t.disk_fault_down)).await;
-        if h.finished() {
+        let down = uniform(&mut rng, 0.0, t.disk_fault_down);
+        h.schedule.decide(
+            kind,
+            format!("power loss of {}", names.join(",")),
+            Fault::new(kind, names.join(",")).down(down),
+        );
+        if !power_loss_once(&h, &which, all, down, ticket).await {
             return;
         }
-        // The initializer first: the others rejoin it.
-        let glyph = if all {
-            "rA".to_owned()
-        } else {
-            format!("r{}", which[0])
-        };
-        let ok = restart_and_check(&h, &which, kind, &glyph, ticket).await;
         drop(claims);
         drop(disk_claim);
-        if !ok {
-            return;
-        }
         sleep(uniform(
             &mut rng,
             t.power_loss_gap_min,
@@ -206,6 +178,69 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
         ))
         .await;
     }
+}
+
+/// One power loss of workers `which` (all members when `all`) for a loop
+/// that holds its `ticket` and the claims of `which` and of the disk: SIGKILL,
+/// drop their un-synced writes, restart them `down` later and wait for the
+/// cluster to recover. False when the loop must stop (reported).
+pub async fn power_loss_once(
+    h: &Harness,
+    which: &[usize],
+    all: bool,
+    down: Duration,
+    ticket: Ticket,
+) -> bool {
+    let kind = if all { "power-loss-all" } else { "power-loss" };
+    let glyph = if all {
+        "PLA".to_owned()
+    } else {
+        format!("PL{}", which[0])
+    };
+    h.out.event("power-loss", &glyph);
+    for &i in which {
+        if !kill(h, i, "power-loss") {
+            return false;
+        }
+    }
+    for &i in which {
+        let lost = tokio::task::block_in_place(|| h.cluster().lose_disk(i));
+        match lost {
+            Ok(report) => h.out.line(&format!(
+                "power-loss: {}: un-synced writes dropped ({report})",
+                worker_name(i)
+            )),
+            Err(e) => {
+                h.finish(Outcome::Environment(e.to_string()));
+                return false;
+            }
+        }
+    }
+    h.counters.disk_faults.fetch_add(1, Ordering::Relaxed);
+    sleep(down).await;
+    if h.finished() {
+        return false;
+    }
+    // The initializer first: the others rejoin it.
+    let glyph = if all {
+        "rA".to_owned()
+    } else {
+        format!("r{}", which[0])
+    };
+    restart_and_check(h, which, kind, &glyph, ticket).await
+}
+
+/// Claims every member and the disk, or nothing (replay of
+/// `power-loss-all`).
+pub fn claim_all_and_disk(h: &Harness) -> Option<(Vec<usize>, Vec<Claim<'_>>, Claim<'_>)> {
+    let (which, claims) = claim_all(h)?;
+    let disk = h.claim(DISK)?;
+    Some((which, claims, disk))
+}
+
+/// Claims the disk (replay of `power-loss`).
+pub fn claim_disk(h: &Harness) -> Option<Claim<'_>> {
+    h.claim(DISK)
 }
 
 /// Which file surgery.
@@ -269,8 +304,11 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             h.out.glyph(&format!(":{letter}"));
             continue;
         };
-        h.schedule
-            .decide(word, format!("{word} a data file of {name}"));
+        h.schedule.decide(
+            word,
+            format!("{word} a data file of {name}"),
+            Fault::new(word, &name),
+        );
         if !kill(&h, i, word) {
             return;
         }

@@ -17,6 +17,7 @@ use tokio::time::{sleep, Instant};
 use super::faults;
 use super::harness::{Harness, Outcome};
 use super::liveness::{await_live, NotLive, QuietClock};
+use super::schedule::Fault;
 use super::spec::{worker_index, worker_name};
 use super::timings::secs;
 use crate::run::cluster::{self, ClusterError};
@@ -189,24 +190,11 @@ pub async fn crash_sink(h: Arc<Harness>) {
                 h.schedule.decide(
                     "crash-sink",
                     format!("crash sink down={:.3}", down.as_secs_f64()),
+                    Fault::new("crash-sink", "sink").down(down),
                 );
-                if let Err(e) = faults::crash_sink(&h) {
-                    drop(claim);
-                    h.out.line(&format!("Crash of sink failed: {e}"));
-                    return h.violation(
-                        "crash-sink",
-                        format!("sink was not running when crashed: {e}"),
-                    );
-                }
-                sleep(down).await;
-                if h.finished() {
+                if !sink_crash(&h, down, ticket, claim).await {
                     return;
                 }
-                if let Err(e) = faults::restart_sink(&h) {
-                    return env_error(&h, e);
-                }
-                drop(claim);
-                ticket.end();
             }
         }
         sleep(uniform(
@@ -216,6 +204,37 @@ pub async fn crash_sink(h: Arc<Harness>) {
         ))
         .await;
     }
+}
+
+/// One sink crash for a loop that holds its `ticket` and `claim`: SIGKILL,
+/// restart `down` later. False when the loop must stop (the run ended, or
+/// the crash or restart failed: reported).
+pub async fn sink_crash(
+    h: &Harness,
+    down: Duration,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+) -> bool {
+    if let Err(e) = faults::crash_sink(h) {
+        drop(claim);
+        h.out.line(&format!("Crash of sink failed: {e}"));
+        h.violation(
+            "crash-sink",
+            format!("sink was not running when crashed: {e}"),
+        );
+        return false;
+    }
+    sleep(down).await;
+    if h.finished() {
+        return false;
+    }
+    if let Err(e) = faults::restart_sink(h) {
+        env_error(h, e);
+        return false;
+    }
+    drop(claim);
+    ticket.end();
+    true
 }
 
 /// `crashN` / `crashN.slow`: SIGKILL worker N, restart it, check it recovers.
@@ -259,6 +278,7 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
         h.schedule.decide(
             &source,
             format!("crash {name} down={:.3}", down.as_secs_f64()),
+            Fault::new("crash-worker", name.clone()).down(down),
         );
         if !crash_and_restart(&h, index, down, ticket, claim).await {
             return;
@@ -271,7 +291,7 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
 /// (it stays claimed until then, so no other loop pauses or shrinks it
 /// meanwhile). False when the loop must stop: the run ended, or a crash or
 /// restart failed (reported).
-async fn crash_and_restart(
+pub async fn crash_and_restart(
     h: &Harness,
     index: usize,
     down: Duration,
@@ -339,6 +359,13 @@ async fn current_primary(h: &Harness) -> Option<usize> {
     }
 }
 
+/// Finds the primary now and claims it (`None`: no primary right now, or
+/// it is busy).
+pub async fn claim_primary(h: &Harness) -> Option<(usize, super::harness::Claim<'_>)> {
+    let index = current_primary(h).await?;
+    h.claim(&worker_name(index)).map(|c| (index, c))
+}
+
 /// `crash-primary`: like a crash loop, but each time it crashes whichever
 /// member is the primary now, so a failover's new primary is the next
 /// target (a fixed `crashN` hits a replica after the first failover).
@@ -356,24 +383,20 @@ pub async fn crash_primary(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        let Some(index) = current_primary(&h).await else {
-            // No primary right now (a failover in progress): try again.
+        let Some((index, claim)) = claim_primary(&h).await else {
+            // No primary right now (a failover in progress), or it is
+            // busy: try again.
             ticket.cancel();
             h.out.glyph(":cP");
             sleep(Duration::from_secs(1)).await;
             continue;
         };
         let name = worker_name(index);
-        let Some(claim) = h.claim(&name) else {
-            ticket.cancel();
-            h.out.glyph(":cP");
-            sleep(Duration::from_secs(1)).await;
-            continue;
-        };
         let down = uniform(&mut rng, 0.0, t.crash_worker_down);
         h.schedule.decide(
             source,
             format!("crash primary {name} down={:.3}", down.as_secs_f64()),
+            Fault::new("crash-primary", "primary").down(down),
         );
         if !crash_and_restart(&h, index, down, ticket, claim).await {
             return;
@@ -457,18 +480,11 @@ pub async fn crash_source(h: Arc<Harness>, keys: Vec<String>) {
                 h.schedule.decide(
                     "crash-source",
                     format!("crash feeder.{k} down={:.3}", down.as_secs_f64()),
+                    Fault::new("crash-feeder", format!("feeder.{k}")).down(down),
                 );
-                if faults::crash_feeder(&h, &k).is_ok() {
-                    sleep(down).await;
-                    if let Err(e) = faults::restart_feeder(&h, &k) {
-                        return env_error(&h, e);
-                    }
-                    ticket.end();
-                } else {
-                    // It finished its file meanwhile: nothing was crashed.
-                    ticket.cancel();
+                if !feeder_crash(&h, &k, down, ticket, claim).await {
+                    return;
                 }
-                drop(claim);
             }
         }
         sleep(uniform(
@@ -478,6 +494,51 @@ pub async fn crash_source(h: Arc<Harness>, keys: Vec<String>) {
         ))
         .await;
     }
+}
+
+/// One feeder crash for a loop that holds its `ticket` and `claim`:
+/// SIGKILL the feeder of `k`, restart it `down` later. False when the loop
+/// must stop (a restart failed: reported).
+pub async fn feeder_crash(
+    h: &Harness,
+    k: &str,
+    down: Duration,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+) -> bool {
+    if faults::crash_feeder(h, k).is_ok() {
+        sleep(down).await;
+        if let Err(e) = faults::restart_feeder(h, k) {
+            env_error(h, e);
+            return false;
+        }
+        ticket.end();
+    } else {
+        // It finished its file meanwhile: nothing was crashed.
+        ticket.cancel();
+    }
+    drop(claim);
+    true
+}
+
+/// One pause for a loop that holds its `ticket` and `claim`: SIGSTOP
+/// worker `i`, SIGCONT it `stopped` later. False if the run ended.
+pub async fn pause_for(
+    h: &Harness,
+    i: usize,
+    stopped: Duration,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+) -> bool {
+    faults::pause_worker(h, i);
+    sleep(stopped).await;
+    if h.finished() {
+        return false;
+    }
+    faults::resume_worker(h, i);
+    drop(claim);
+    ticket.end();
+    true
 }
 
 /// `pause`: SIGSTOP a random worker for a while, then SIGCONT it.
@@ -502,7 +563,12 @@ pub async fn pause_members(h: Arc<Harness>) {
             continue;
         };
         let stopped = uniform(&mut rng, t.pause_min, t.pause_max);
-        if !pause_and_resume(&h, "pause", "pause", i, stopped, ticket, claim).await {
+        h.schedule.decide(
+            "pause",
+            format!("pause {} for={:.3}", worker_name(i), stopped.as_secs_f64()),
+            Fault::new("pause", worker_name(i)).hold(stopped),
+        );
+        if !pause_for(&h, i, stopped, ticket, claim).await {
             return;
         }
     }
@@ -510,8 +576,8 @@ pub async fn pause_members(h: Arc<Harness>) {
 
 /// `pause-primary`: like `pause`, but each time it stops whichever member
 /// is the primary now (the profile's `[primary]` query), so a long enough
-/// pause (`--timing pause_min=...` past the Sentinels' down-after time)
-/// makes the cluster fail over while the old primary is frozen, not dead.
+/// pause (past the Sentinels' down-after time) makes the cluster fail over
+/// while the old primary is frozen, not dead.
 pub async fn pause_primary(h: Arc<Harness>) {
     let t = h.timings.clone();
     let source = "pause-primary";
@@ -526,52 +592,25 @@ pub async fn pause_primary(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        let Some(index) = current_primary(&h).await else {
-            ticket.cancel();
-            h.out.glyph(":pP");
-            continue;
-        };
-        let Some(claim) = h.claim(&worker_name(index)) else {
+        let Some((index, claim)) = claim_primary(&h).await else {
             ticket.cancel();
             h.out.glyph(":pP");
             continue;
         };
         let stopped = uniform(&mut rng, t.pause_min, t.pause_max);
-        if !pause_and_resume(&h, source, "pause primary", index, stopped, ticket, claim).await {
+        h.schedule.decide(
+            source,
+            format!(
+                "pause primary {} for={:.3}",
+                worker_name(index),
+                stopped.as_secs_f64()
+            ),
+            Fault::new("pause-primary", "primary").hold(stopped),
+        );
+        if !pause_for(&h, index, stopped, ticket, claim).await {
             return;
         }
     }
-}
-
-/// One pause fault: records the decision, SIGSTOPs member `index`, waits
-/// `stopped`, SIGCONTs it and ends the fault (its observation starts).
-/// Returns false if the run ended meanwhile.
-async fn pause_and_resume(
-    h: &Harness,
-    source: &str,
-    verb: &str,
-    index: usize,
-    stopped: Duration,
-    ticket: super::schedule::Ticket,
-    claim: super::harness::Claim<'_>,
-) -> bool {
-    h.schedule.decide(
-        source,
-        format!(
-            "{verb} {} for={:.3}",
-            worker_name(index),
-            stopped.as_secs_f64()
-        ),
-    );
-    faults::pause_worker(h, index);
-    sleep(stopped).await;
-    if h.finished() {
-        return false;
-    }
-    faults::resume_worker(h, index);
-    drop(claim);
-    ticket.end();
-    true
 }
 
 /// `grow` / `shrink` / `grow-and-shrink`: join and remove workers at random.
@@ -609,7 +648,23 @@ async fn join_one(h: &Harness) -> bool {
         return !h.finished();
     };
     let name = worker_name(i);
-    h.schedule.decide("grow-shrink", format!("join {name}"));
+    h.schedule.decide(
+        "grow-shrink",
+        format!("join {name}"),
+        Fault::new("join", &name),
+    );
+    join_index(h, i, ticket, claim).await
+}
+
+/// One join of worker `i` for a loop that holds its `ticket` and `claim`:
+/// start it joining, then wait until it is ready. False if the run ended.
+pub async fn join_index(
+    h: &Harness,
+    i: usize,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+) -> bool {
+    let name = worker_name(i);
     if let Err(e) = faults::join_worker(h, i, false) {
         env_error(h, e);
         return false;
@@ -665,7 +720,23 @@ async fn shrink_one(h: &Harness, rng: &mut ChaCha8Rng) -> bool {
         ticket.cancel();
         return !h.finished();
     };
-    h.schedule.decide("grow-shrink", format!("shrink {name}"));
+    h.schedule.decide(
+        "grow-shrink",
+        format!("shrink {name}"),
+        Fault::new("shrink", &name),
+    );
+    shrink_index(h, i, ticket, claims).await
+}
+
+/// One shrink of worker `i` for a loop that holds its `ticket` and the
+/// claims of `i` and of the initializer. False if the run ended.
+pub async fn shrink_index<T>(
+    h: &Harness,
+    i: usize,
+    ticket: super::schedule::Ticket,
+    claims: T,
+) -> bool {
+    let name = worker_name(i);
     let r = faults::shrink_worker(h, i, Some(ticket.id())).await;
     drop(claims);
     ticket.end();

@@ -21,6 +21,7 @@ pub mod netfaults;
 pub mod record;
 pub mod sanity;
 pub mod schedule;
+pub mod scripted;
 pub mod signals;
 pub mod spec;
 pub mod startup;
@@ -31,6 +32,6 @@ pub mod verdict;
 
 pub use args::{parse_duration, SoakArgs};
 pub use inputs::{ensure_input_files, ensure_input_files_cancellable, input_dir};
-pub use signals::interrupted;
+pub use signals::{interrupted, watch_interrupts};
 pub use startup::start_up;
 pub use supervise::{disk_mode, prepare, run, Prepared};

@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::sleep;
 
 use super::harness::{Harness, Outcome};
+use super::schedule::Fault;
 use super::spec::{worker_name, NetFault};
 use super::timings::secs;
 
@@ -116,6 +117,98 @@ pub fn plan(
     Some((f, glyph))
 }
 
+/// Puts `faults` (of the fault word `word`, glyph `glyph`) in force for
+/// `hold`, then heals them and ends `ticket`. False when the loop must stop
+/// (the run ended, or nftables failed: reported).
+pub async fn net_fault_once(
+    h: &Harness,
+    word: &str,
+    faults: &Faults,
+    glyph: &str,
+    hold: Duration,
+    ticket: super::schedule::Ticket,
+) -> bool {
+    let applied = h.cluster().apply_network(faults);
+    if let Err(e) = applied {
+        h.finish(Outcome::Environment(format!(
+            "cannot put network fault {word} in force: {e}"
+        )));
+        return false;
+    }
+    h.out.event(&format!("net-{word}"), glyph);
+    h.counters.net_faults.fetch_add(1, Ordering::Relaxed);
+    sleep(hold).await;
+    if h.finished() {
+        return false;
+    }
+    if let Err(e) = heal(h) {
+        h.finish(Outcome::Environment(format!(
+            "cannot heal the network: {e}"
+        )));
+        return false;
+    }
+    ticket.end();
+    true
+}
+
+/// The faults a recorded glyph stands for (`{P:0,2|1}`, `{I:2}`,
+/// `{O:1>2}`, `{B:0|1|2}`, `{F:1}`), among `members` (an isolated node is
+/// cut from every other member now), for replay. `None` if the glyph is
+/// not one of these, or names a worker that is not a member.
+pub fn from_glyph(glyph: &str, members: &[usize], flaky_percent: u8) -> Option<Faults> {
+    let inner = glyph.strip_prefix('{')?.strip_suffix('}')?;
+    let (tag, rest) = inner.split_once(':')?;
+    let nums =
+        |s: &str| -> Option<Vec<usize>> { s.split(',').map(|x| x.trim().parse().ok()).collect() };
+    let mut f = Faults::default();
+    let cut_groups = |f: &mut Faults, a: &[usize], b: &[usize]| {
+        for &x in a {
+            for &y in b {
+                f.cut_both(&node(x), &node(y));
+            }
+        }
+    };
+    let named: Vec<usize> = match tag {
+        "P" => {
+            let (big, small) = rest.split_once('|')?;
+            let (big, small) = (nums(big)?, nums(small)?);
+            cut_groups(&mut f, &small, &big);
+            big.into_iter().chain(small).collect()
+        }
+        "I" => {
+            let a: usize = rest.parse().ok()?;
+            for &b in members.iter().filter(|&&b| b != a) {
+                f.cut_both(&node(a), &node(b));
+            }
+            f.cut_both(&node(a), &End::Lab);
+            vec![a]
+        }
+        "O" => {
+            let (a, b) = rest.split_once('>')?;
+            let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+            f.cuts.insert(Cut {
+                from: node(a),
+                to: node(b),
+            });
+            vec![a, b]
+        }
+        "B" => {
+            let mut parts = rest.split('|');
+            let (a, bridge, b) = (parts.next()?, parts.next()?, parts.next()?);
+            let (a, bridge, b) = (nums(a)?, nums(bridge)?, nums(b)?);
+            cut_groups(&mut f, &a, &b);
+            a.into_iter().chain(bridge).chain(b).collect()
+        }
+        "F" => {
+            let a: usize = rest.parse().ok()?;
+            f.flaky.insert(worker_name(a), flaky_percent);
+            vec![a]
+        }
+        _ => return None,
+    };
+    named.iter().all(|i| members.contains(i)).then_some(f)
+}
+
 /// The network fault loop: one of `kinds` at a time, each healed before
 /// the next.
 pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
@@ -140,27 +233,15 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         let planned = plan(kind, &members, &mut rng, percent);
         match planned {
             Some((faults, glyph)) if !busy => {
-                h.schedule
-                    .decide("net-faults", format!("{} {glyph}", kind.word()));
-                let applied = h.cluster().apply_network(&faults);
-                if let Err(e) = applied {
-                    return h.finish(Outcome::Environment(format!(
-                        "cannot put network fault {} in force: {e}",
-                        kind.word()
-                    )));
-                }
-                h.out.event(&format!("net-{}", kind.word()), &glyph);
-                h.counters.net_faults.fetch_add(1, Ordering::Relaxed);
-                sleep(uniform(&mut rng, t.net_hold_min, t.net_hold_max)).await;
-                if h.finished() {
+                let hold = uniform(&mut rng, t.net_hold_min, t.net_hold_max);
+                h.schedule.decide(
+                    "net-faults",
+                    format!("{} {glyph}", kind.word()),
+                    Fault::new(kind.word(), glyph.clone()).hold(hold),
+                );
+                if !net_fault_once(&h, kind.word(), &faults, &glyph, hold, ticket).await {
                     return;
                 }
-                if let Err(e) = heal(&h) {
-                    return h.finish(Outcome::Environment(format!(
-                        "cannot heal the network: {e}"
-                    )));
-                }
-                ticket.end();
             }
             _ => {
                 ticket.cancel();

@@ -197,16 +197,7 @@ impl Recorder {
                 (k, c)
             })
             .collect();
-        g.rec.decisions = h
-            .schedule
-            .decisions()
-            .into_iter()
-            .map(|d| triage::record::Decision {
-                t: d.t,
-                source: d.source,
-                what: d.what,
-            })
-            .collect();
+        g.rec.decisions = h.schedule.decisions();
         g.rec.events = events;
         if let Some(Outcome::Violation { diagnosis, .. }) = &outcome {
             // Known before the end: a paused run waits for a person.

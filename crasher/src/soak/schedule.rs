@@ -103,16 +103,8 @@ impl KindCoverage {
 }
 
 /// One decision of a fault loop, recorded in order so two runs with the
-/// same seed and arguments can be compared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
-    /// Seconds since the run started (may differ between runs).
-    pub t: f64,
-    /// The loop that decided (`crash1`, `crash-sink`, `grow-shrink`...).
-    pub source: String,
-    /// What it decided (`crash worker1 down=1.234s`...): equal between runs.
-    pub what: String,
-}
+/// same seed and arguments can be compared, and replayed (`fault`).
+pub use triage::record::{Decision, Fault};
 
 /// The identity of a fault in progress.
 pub type FaultId = u64;
@@ -411,14 +403,21 @@ impl Schedule {
         self.lock().epoch
     }
 
-    /// Records a decision of the loop `source`.
-    pub fn decide(&self, source: &str, what: impl Into<String>) {
+    /// Records a decision of the loop `source`: `what` for people, `fault`
+    /// for `crasher replay`.
+    pub fn decide(&self, source: &str, what: impl Into<String>, fault: Fault) {
         let t = self.start.elapsed().as_secs_f64();
         self.lock().decisions.push(Decision {
             t,
             source: source.to_owned(),
             what: what.into(),
+            fault: Some(fault),
         });
+    }
+
+    /// When the run started: recorded decision times count from here.
+    pub fn started(&self) -> Instant {
+        self.start
     }
 
     /// The decisions so far, in order.

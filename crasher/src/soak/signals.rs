@@ -38,7 +38,7 @@ pub fn terminating_signals() -> Vec<i32> {
 /// Counts the [`terminating_signals`]: the first asks for a graceful
 /// teardown (seen through the returned receiver); a second kills every
 /// process of the run at once and exits.
-pub(super) fn watch_interrupts() -> tokio::sync::watch::Receiver<u32> {
+pub fn watch_interrupts() -> tokio::sync::watch::Receiver<u32> {
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     let (hit_tx, mut hit_rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
     // Installed before returning, so no signal slips in before the tasks run.

@@ -94,6 +94,16 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(exit::USAGE));
     }
+    let script = match &args.replay_schedule {
+        Some(path) => match super::scripted::load(path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("crasher: --replay-schedule: {e:#}");
+                return Ok(ExitCode::from(exit::USAGE));
+            }
+        },
+        None => None,
+    };
     let net_words: Vec<&str> = spec.net.iter().map(|f| f.word()).collect();
     if let Some(code) = network::enter(args.network.unwrap_or(profile.network.mode), &net_words) {
         return Ok(code);
@@ -112,7 +122,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = match rt.block_on(soak(args, spec, profile, timings)) {
+    let code = match rt.block_on(soak(args, spec, profile, timings, script)) {
         Err(e)
             if matches!(
                 e.downcast_ref::<verify::input::InputError>(),
@@ -335,6 +345,7 @@ pub(super) async fn soak(
     spec: SoakSpec,
     profile: Profile,
     timings: Timings,
+    script: Option<Vec<super::schedule::Decision>>,
 ) -> anyhow::Result<ExitCode> {
     let mode = profile.mode;
     let Prepared {
@@ -374,47 +385,56 @@ pub(super) async fn soak(
     let mut tasks = JoinSet::new();
     tasks.spawn(loops::monitor(h.clone()));
     let keys: Vec<String> = inputs.keys().cloned().collect();
-    if spec.crash_sink {
-        tasks.spawn(loops::crash_sink(h.clone()));
-    }
-    for c in &spec.crash_workers {
-        tasks.spawn(loops::crash_worker(h.clone(), c.index, c.slow));
-    }
-    if spec.crash_source {
-        tasks.spawn(loops::crash_source(h.clone(), keys.clone()));
-    }
-    if spec.crash_primary {
-        tasks.spawn(loops::crash_primary(h.clone()));
-    }
-    if spec.pause_primary {
-        tasks.spawn(loops::pause_primary(h.clone()));
-    }
-    if spec.pause {
-        tasks.spawn(loops::pause_members(h.clone()));
-    }
-    if spec.grow || spec.shrink {
-        tasks.spawn(loops::grow_shrink(h.clone(), spec.grow, spec.shrink));
-    }
-    if !spec.net.is_empty() {
-        tasks.spawn(netfaults::run(h.clone(), spec.net.clone()));
-    }
-    for c in &spec.customs {
-        tasks.spawn(crate::recipe::soak_custom(h.clone(), c.clone()));
-    }
-    if spec.disk.power_loss {
-        tasks.spawn(diskfaults::power_loss(h.clone(), false));
-    }
-    if spec.disk.power_loss_all {
-        tasks.spawn(diskfaults::power_loss(h.clone(), true));
-    }
-    if spec.disk.corrupt {
-        tasks.spawn(diskfaults::surgery(h.clone(), diskfaults::Surgery::Corrupt));
-    }
-    if spec.disk.truncate {
-        tasks.spawn(diskfaults::surgery(
-            h.clone(),
-            diskfaults::Surgery::Truncate,
-        ));
+    match script {
+        // `crasher replay` / `crasher shrink`: the recorded faults, at
+        // their recorded times, instead of the random fault loops.
+        Some(script) => {
+            tasks.spawn(super::scripted::execute(h.clone(), script));
+        }
+        None => {
+            if spec.crash_sink {
+                tasks.spawn(loops::crash_sink(h.clone()));
+            }
+            for c in &spec.crash_workers {
+                tasks.spawn(loops::crash_worker(h.clone(), c.index, c.slow));
+            }
+            if spec.crash_source {
+                tasks.spawn(loops::crash_source(h.clone(), keys.clone()));
+            }
+            if spec.crash_primary {
+                tasks.spawn(loops::crash_primary(h.clone()));
+            }
+            if spec.pause_primary {
+                tasks.spawn(loops::pause_primary(h.clone()));
+            }
+            if spec.pause {
+                tasks.spawn(loops::pause_members(h.clone()));
+            }
+            if spec.grow || spec.shrink {
+                tasks.spawn(loops::grow_shrink(h.clone(), spec.grow, spec.shrink));
+            }
+            if !spec.net.is_empty() {
+                tasks.spawn(netfaults::run(h.clone(), spec.net.clone()));
+            }
+            for c in &spec.customs {
+                tasks.spawn(crate::recipe::soak_custom(h.clone(), c.clone()));
+            }
+            if spec.disk.power_loss {
+                tasks.spawn(diskfaults::power_loss(h.clone(), false));
+            }
+            if spec.disk.power_loss_all {
+                tasks.spawn(diskfaults::power_loss(h.clone(), true));
+            }
+            if spec.disk.corrupt {
+                tasks.spawn(diskfaults::surgery(h.clone(), diskfaults::Surgery::Corrupt));
+            }
+            if spec.disk.truncate {
+                tasks.spawn(diskfaults::surgery(
+                    h.clone(),
+                    diskfaults::Surgery::Truncate,
+                ));
+            }
+        }
     }
     if !spec.no_ack_progress && mode == Mode::Connector {
         tasks.spawn(loops::ack_progress(h.clone(), keys.clone()));
