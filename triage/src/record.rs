@@ -86,6 +86,11 @@ pub struct Decision {
     /// What it decided.
     #[serde(default)]
     pub what: String,
+    /// The protocol event that triggered it (targeted faults only): the
+    /// sink's event line, e.g. `phase1 conn=3 worker=worker1 txn=T
+    /// vote=commit hold=2`; a replay fires the fault at the same event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 /// Everything known about one run.

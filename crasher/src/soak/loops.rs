@@ -260,7 +260,7 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
             &source,
             format!("crash {name} down={:.3}", down.as_secs_f64()),
         );
-        if !crash_and_restart(&h, index, down, ticket, claim).await {
+        if !crash_and_restart(&h, index, down, ticket, claim, || ()).await {
             return;
         }
     }
@@ -270,15 +270,19 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
 /// and `claim`: SIGKILL, `down` later restart, then wait for its recovery
 /// (it stays claimed until then, so no other loop pauses or shrinks it
 /// meanwhile). False when the loop must stop: the run ended, or a crash or
-/// restart failed (reported).
-async fn crash_and_restart(
+/// restart failed (reported). `killed` runs right after the SIGKILL
+/// (a targeted fault releases the sink's hold there).
+pub(super) async fn crash_and_restart(
     h: &Harness,
     index: usize,
     down: Duration,
     ticket: super::schedule::Ticket,
     claim: super::harness::Claim<'_>,
+    killed: impl FnOnce(),
 ) -> bool {
-    if let Err(e) = faults::crash_worker(h, index, &format!("c{index}")) {
+    let crashed = faults::crash_worker(h, index, &format!("c{index}"));
+    killed();
+    if let Err(e) = crashed {
         h.out.line(&format!("Crash of {index} failed: {e}"));
         let log = h.cluster().run_dir().worker_log(&worker_name(index));
         h.violation(
@@ -375,7 +379,7 @@ pub async fn crash_primary(h: Arc<Harness>) {
             source,
             format!("crash primary {name} down={:.3}", down.as_secs_f64()),
         );
-        if !crash_and_restart(&h, index, down, ticket, claim).await {
+        if !crash_and_restart(&h, index, down, ticket, claim, || ()).await {
             return;
         }
     }

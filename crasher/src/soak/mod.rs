@@ -26,6 +26,7 @@ pub mod spec;
 pub mod startup;
 pub mod status_line;
 pub mod supervise;
+pub mod targeted;
 pub mod timings;
 pub mod verdict;
 

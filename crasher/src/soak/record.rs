@@ -205,6 +205,7 @@ impl Recorder {
                 t: d.t,
                 source: d.source,
                 what: d.what,
+                trigger: d.trigger,
             })
             .collect();
         g.rec.events = events;

@@ -112,6 +112,9 @@ pub struct Decision {
     pub source: String,
     /// What it decided (`crash worker1 down=1.234s`...): equal between runs.
     pub what: String,
+    /// The protocol event that triggered it (targeted faults only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
 }
 
 /// The identity of a fault in progress.
@@ -413,11 +416,18 @@ impl Schedule {
 
     /// Records a decision of the loop `source`.
     pub fn decide(&self, source: &str, what: impl Into<String>) {
+        self.decide_at(source, what, None);
+    }
+
+    /// Records a decision of the loop `source` taken at the protocol
+    /// event `trigger` (the sink's event line).
+    pub fn decide_at(&self, source: &str, what: impl Into<String>, trigger: Option<String>) {
         let t = self.start.elapsed().as_secs_f64();
         self.lock().decisions.push(Decision {
             t,
             source: source.to_owned(),
             what: what.into(),
+            trigger,
         });
     }
 
