@@ -76,9 +76,145 @@ pub struct Profile {
     /// `crash-primary` (none by default).
     #[serde(default)]
     pub primary: Primary,
+    /// `[[trigger]]`: faults fired by a line in a role's log (docs/faults.md).
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<Trigger>,
     /// Where the profile came from (file path or `builtin:NAME`).
     #[serde(skip)]
     pub origin: String,
+}
+
+/// One `[[trigger]]`: when a line of `role`'s log matches `regex`, apply
+/// `action` to `target`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Whose log to follow: `worker` (every worker's) or `sink`.
+    pub role: TriggerRole,
+    /// A regular expression (Rust `regex` syntax) over one log line.
+    pub regex: String,
+    /// What to do: `crash` (SIGKILL, restart) or `pause` (SIGSTOP, SIGCONT).
+    pub action: TriggerAction,
+    /// Whom: `self` (the worker whose log matched; the default), `random`
+    /// (a random member), `other` (a random member but that one),
+    /// `primary` (the profile's `[primary]` says which), `workerN` /
+    /// `initializer`, or `sink` (crash only).
+    #[serde(default = "self_target")]
+    pub target: String,
+    /// Fire at the first match only.
+    #[serde(default)]
+    pub once: bool,
+    /// Seconds after a firing during which matches are ignored.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: f64,
+    /// Down-time of a crash, or how long a pause lasts, in seconds.
+    #[serde(default = "default_down")]
+    pub down: f64,
+}
+
+fn self_target() -> String {
+    "self".to_owned()
+}
+
+fn default_cooldown() -> f64 {
+    5.0
+}
+
+fn default_down() -> f64 {
+    1.0
+}
+
+/// See [`Trigger::role`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerRole {
+    /// Every worker's log.
+    Worker,
+    /// The sink's log.
+    Sink,
+}
+
+/// See [`Trigger::action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerAction {
+    /// SIGKILL, restart after `down` seconds.
+    Crash,
+    /// SIGSTOP for `down` seconds, then SIGCONT.
+    Pause,
+}
+
+/// A trigger's target, parsed (see [`Trigger::target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerTarget {
+    /// The worker whose log matched.
+    Itself,
+    /// A random member.
+    Random,
+    /// A random member other than the one whose log matched.
+    Other,
+    /// The primary now.
+    Primary,
+    /// Worker N.
+    Worker(usize),
+    /// The sink.
+    Sink,
+}
+
+impl Trigger {
+    /// The parsed target, or why it is not one.
+    pub fn target(&self) -> Result<TriggerTarget, String> {
+        Ok(match self.target.as_str() {
+            "self" => TriggerTarget::Itself,
+            "random" => TriggerTarget::Random,
+            "other" => TriggerTarget::Other,
+            "primary" => TriggerTarget::Primary,
+            "sink" => TriggerTarget::Sink,
+            w => match crate::soak::spec::worker_index(w) {
+                Some(i) if i < crate::soak::spec::MAX_WORKERS => TriggerTarget::Worker(i),
+                _ => {
+                    return Err(format!(
+                        "{w:?} is not self, random, other, primary, sink, initializer or workerN"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// Checks every field; the error names it (`trigger.regex`...).
+    fn check(&self, primary: bool) -> Result<(), (&'static str, String)> {
+        regex::Regex::new(&self.regex).map_err(|e| ("trigger.regex", e.to_string()))?;
+        let t = self.target().map_err(|e| ("trigger.target", e))?;
+        if t == TriggerTarget::Sink && self.action != TriggerAction::Crash {
+            return Err(("trigger.target", "the sink can only be crashed".into()));
+        }
+        if matches!(t, TriggerTarget::Itself | TriggerTarget::Other)
+            && self.role != TriggerRole::Worker
+        {
+            return Err((
+                "trigger.target",
+                format!(
+                    "{:?} needs role = \"worker\" (the worker whose log matched)",
+                    self.target
+                ),
+            ));
+        }
+        if t == TriggerTarget::Primary && !primary {
+            return Err((
+                "trigger.target",
+                "\"primary\" needs a [primary] kind in the profile".into(),
+            ));
+        }
+        for (field, v) in [
+            ("trigger.cooldown", self.cooldown),
+            ("trigger.down", self.down),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err((field, format!("{v} is not a number of seconds >= 0")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[disk]`: how worker state directories are stored (see docs/disk.md).
@@ -441,6 +577,11 @@ impl Profile {
                 return Err(invalid("disk.data_files", format!("entry {i}: {e}")));
             }
         }
+        let primary = p.primary.kind != PrimaryKind::None;
+        for (i, t) in p.triggers.iter().enumerate() {
+            t.check(primary)
+                .map_err(|(field, m)| invalid(field, format!("[[trigger]] {}: {m}", i + 1)))?;
+        }
         if let Ok(program) = std::env::var("CRASHER_WORKER_PROGRAM") {
             p.worker.program = program;
         }
@@ -730,6 +871,43 @@ mod tests {
         let text = BUILTIN[0].1.replace("sink = 100", "sink = 5");
         let err = Profile::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(err.contains("field ports.sink"), "{err}");
+    }
+
+    #[test]
+    fn triggers_are_checked_at_load_naming_the_field() {
+        let with = |t: &str| format!("{}\n[[trigger]]\n{t}\n", BUILTIN[0].1);
+        let ok = Profile::parse(
+            &with("role = \"worker\"\nregex = \"elected\"\naction = \"crash\"\nonce = true"),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.triggers.len(), 1);
+        assert_eq!(ok.triggers[0].target(), Ok(TriggerTarget::Itself));
+        assert!((ok.triggers[0].cooldown - 5.0).abs() < 1e-9);
+        let err = |t: &str| Profile::parse(&with(t), "x.toml").unwrap_err().to_string();
+        let e = err("role = \"worker\"\nregex = \"(\"\naction = \"crash\"");
+        assert!(
+            e.contains("field trigger.regex") && e.contains("[[trigger]] 1"),
+            "{e}"
+        );
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\ntarget = \"worker12\"");
+        assert!(e.contains("field trigger.target"), "{e}");
+        let e = err("role = \"sink\"\nregex = \"x\"\naction = \"crash\"");
+        assert!(
+            e.contains("field trigger.target") && e.contains("role"),
+            "{e}"
+        );
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"pause\"\ntarget = \"sink\"");
+        assert!(e.contains("field trigger.target"), "{e}");
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\ntarget = \"primary\"");
+        assert!(e.contains("[primary]"), "{e}");
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\ncooldown = -1.0");
+        assert!(e.contains("field trigger.cooldown"), "{e}");
+        // Unknown actions and fields: the TOML error names line and field.
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"explode\"");
+        assert!(e.contains("explode") && e.contains("line"), "{e}");
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\nwhen = 1");
+        assert!(e.contains("when") && e.contains("line"), "{e}");
     }
 
     #[test]

@@ -315,7 +315,7 @@ pub(super) async fn crash_and_restart(
 /// the most replicas connected: an old primary restarted after a failover
 /// says `master` for a few seconds, with no replica, until the Sentinels
 /// turn it into a replica, and crashing it again would miss the real one.
-async fn current_primary(h: &Harness) -> Option<usize> {
+pub(super) async fn current_primary(h: &Harness) -> Option<usize> {
     use crate::run::profile::PrimaryKind;
     let (kind, nodes): (PrimaryKind, Vec<(usize, std::net::SocketAddr)>) = {
         let c = h.cluster();

@@ -28,6 +28,7 @@ pub mod status_line;
 pub mod supervise;
 pub mod targeted;
 pub mod timings;
+pub mod triggers;
 pub mod verdict;
 
 pub use args::{parse_duration, SoakArgs};

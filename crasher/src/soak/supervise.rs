@@ -420,6 +420,10 @@ pub(super) async fn soak(
     if !spec.net.is_empty() {
         tasks.spawn(netfaults::run(h.clone(), spec.net.clone()));
     }
+    let triggers = h.cluster().profile().triggers.clone();
+    for (n, t) in triggers.into_iter().enumerate() {
+        tasks.spawn(super::triggers::run(h.clone(), n + 1, t));
+    }
     if let Some(ev) = &sink_events {
         for &word in &spec.targeted {
             tasks.spawn(targeted::run(h.clone(), word, Arc::clone(ev)));
