@@ -120,3 +120,68 @@ fn targeted_words_need_crashers_own_sink() {
         "{err}"
     );
 }
+
+#[test]
+fn a_log_trigger_fires_within_milliseconds_of_its_line() {
+    let t = tempfile::tempdir().unwrap();
+    // The reference cluster's profile plus a trigger: when a restarted
+    // worker logs its start, pause another member for a second.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let base = std::fs::read_to_string(format!("{root}/../env/passthrough.toml")).unwrap();
+    let profile = t.path().join("trigger.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "{base}\n[[trigger]]\nrole = \"worker\"\nregex = 'start #[0-9]+ \\(recovering'\n\
+             action = \"pause\"\ntarget = \"other\"\ndown = 1.0\ncooldown = 0.0\n"
+        ),
+    )
+    .unwrap();
+    let runs = t.path().join("runs");
+    let (out, stdout, id) = common::soak(
+        &runs,
+        &[
+            "3",
+            "crash1",
+            "--env",
+            profile.to_str().unwrap(),
+            "--duration",
+            "30s",
+            "--seed",
+            "5",
+            // The trigger's pause overlaps the crash it follows: the
+            // crash's observation is cut short by design.
+            "--min-observed",
+            "0",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{stdout}");
+    let rec = run_json(&runs, &id);
+    let fired = rec["coverage"]["trigger1"]["fired"].as_u64().unwrap_or(0);
+    let crashes = rec["coverage"]["crash1"]["fired"].as_u64().unwrap_or(0);
+    assert!(
+        fired >= 1 && fired <= crashes,
+        "{fired} of {crashes}\n{stdout}"
+    );
+    for d in rec["decisions"].as_array().unwrap() {
+        if d["source"] == "trigger1" {
+            let trig = d["trigger"].as_str().unwrap();
+            assert!(
+                trig.starts_with("worker1 log: ") && trig.contains("(recovering)"),
+                "{d}"
+            );
+            assert!(!d["what"].as_str().unwrap().contains("worker1"), "{d}");
+        }
+    }
+    // Every firing says how long after the line (by its timestamp) the
+    // signal went out.
+    let reports: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Trigger 1: pause of "))
+        .collect();
+    assert_eq!(reports.len() as u64, fired, "{stdout}");
+    assert!(
+        reports.iter().all(|l| l.contains("ms after its timestamp")),
+        "{reports:?}"
+    );
+}

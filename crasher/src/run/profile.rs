@@ -911,6 +911,38 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_trigger_examples_load() {
+        let doc = include_str!("../../../docs/faults.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| b.contains("[[trigger]]"))
+            .collect();
+        assert_eq!(blocks.len(), 3, "the examples of docs/faults.md");
+        for b in blocks {
+            let base = if b.contains("LINES") {
+                "nats-jetstream"
+            } else if b.contains("switch-master") {
+                "redis-sentinel"
+            } else {
+                "passthrough"
+            };
+            let text = BUILTIN.iter().find(|(n, _)| *n == base).unwrap().1;
+            let p = Profile::parse(&format!("{text}\n{b}"), base)
+                .unwrap_or_else(|e| panic!("{base} + {b}: {e}"));
+            let t = &p.triggers[0];
+            let re = regex::Regex::new(&t.regex).unwrap();
+            let sample = match base {
+                "nats-jetstream" => "[7] 2026/12/03 12:00:00.000000 [INF] JetStream cluster new stream leader for '$G > LINES'",
+                "redis-sentinel" => "12:X 03 Dec 2026 12:00:00.000 # +switch-master crasher 127.0.0.1 7100 127.0.0.1 7110",
+                _ => "2026-12-03T12:00:00.000000Z  INFO passthrough: worker worker1, start #2 (recovering)",
+            };
+            assert!(re.is_match(sample), "{} does not match {sample}", t.regex);
+        }
+    }
+
+    #[test]
     fn templates_fill_and_reject_unknowns() {
         let mut v = Vars::default();
         v.set("in", "127.0.0.1:7100").set("name", "worker1");
