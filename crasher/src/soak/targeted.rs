@@ -158,7 +158,10 @@ impl SinkEvents {
                 }
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                    // The arm may have been taken just now: never leave
+                    // the sink holding it until its timeout.
                     self.command("disarm").await;
+                    self.release(id).await;
                     return None;
                 }
             }
