@@ -121,11 +121,12 @@ fn targeted_words_need_crashers_own_sink() {
     );
 }
 
-#[test]
-fn a_log_trigger_fires_within_milliseconds_of_its_line() {
+/// Runs `crasher 3 crash1 EXTRA...` on the reference cluster with a
+/// trigger: when a restarted worker logs its start, apply `action` to
+/// another member for a second. Checks that it fired after each restart
+/// at most, acted on another worker, and reported its delay.
+fn trigger_fires(action: &str, extra: &[&str]) {
     let t = tempfile::tempdir().unwrap();
-    // The reference cluster's profile plus a trigger: when a restarted
-    // worker logs its start, pause another member for a second.
     let root = env!("CARGO_MANIFEST_DIR");
     let base = std::fs::read_to_string(format!("{root}/../env/passthrough.toml")).unwrap();
     let profile = t.path().join("trigger.toml");
@@ -133,28 +134,27 @@ fn a_log_trigger_fires_within_milliseconds_of_its_line() {
         &profile,
         format!(
             "{base}\n[[trigger]]\nrole = \"worker\"\nregex = 'start #[0-9]+ \\(recovering'\n\
-             action = \"pause\"\ntarget = \"other\"\ndown = 1.0\ncooldown = 0.0\n"
+             action = \"{action}\"\ntarget = \"other\"\ndown = 1.0\ncooldown = 0.0\n"
         ),
     )
     .unwrap();
     let runs = t.path().join("runs");
-    let (out, stdout, id) = common::soak(
-        &runs,
-        &[
-            "3",
-            "crash1",
-            "--env",
-            profile.to_str().unwrap(),
-            "--duration",
-            "30s",
-            "--seed",
-            "5",
-            // The trigger's pause overlaps the crash it follows: the
-            // crash's observation is cut short by design.
-            "--min-observed",
-            "0",
-        ],
-    );
+    let mut args = vec![
+        "3",
+        "crash1",
+        "--env",
+        profile.to_str().unwrap(),
+        "--duration",
+        "30s",
+        "--seed",
+        "5",
+        // The trigger's fault overlaps the crash it follows: the crash's
+        // observation is cut short by design.
+        "--min-observed",
+        "0",
+    ];
+    args.extend(extra);
+    let (out, stdout, id) = common::soak(&runs, &args);
     assert_eq!(code(&out), 0, "{stdout}");
     let rec = run_json(&runs, &id);
     let fired = rec["coverage"]["trigger1"]["fired"].as_u64().unwrap_or(0);
@@ -170,18 +170,46 @@ fn a_log_trigger_fires_within_milliseconds_of_its_line() {
                 trig.starts_with("worker1 log: ") && trig.contains("(recovering)"),
                 "{d}"
             );
-            assert!(!d["what"].as_str().unwrap().contains("worker1"), "{d}");
+            let what = d["what"].as_str().unwrap();
+            assert!(what.starts_with(action) && !what.contains("worker1"), "{d}");
         }
     }
     // Every firing says how long after the line (by its timestamp) the
-    // signal went out.
-    let reports: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("Trigger 1: pause of "))
-        .collect();
+    // fault was applied.
+    let head = format!("Trigger 1: {action} of ");
+    let reports: Vec<&str> = stdout.lines().filter(|l| l.starts_with(&head)).collect();
     assert_eq!(reports.len() as u64, fired, "{stdout}");
     assert!(
         reports.iter().all(|l| l.contains("ms after its timestamp")),
         "{reports:?}"
     );
+}
+
+#[test]
+fn a_log_trigger_fires_within_milliseconds_of_its_line() {
+    trigger_fires("pause", &[]);
+}
+
+#[test]
+fn a_log_trigger_can_cut_power() {
+    if !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("SKIPPED: /dev/fuse is absent: this machine cannot mount FUSE file systems");
+        return;
+    }
+    trigger_fires("power-loss", &["--disk", "lossy"]);
+}
+
+#[test]
+fn a_log_trigger_can_isolate_a_node() {
+    match netlab::preflight() {
+        Ok(()) => {}
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI must run the lab tests: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    }
+    trigger_fires("isolate", &["--network", "lab"]);
 }

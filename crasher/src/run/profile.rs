@@ -93,7 +93,8 @@ pub struct Trigger {
     pub role: TriggerRole,
     /// A regular expression (Rust `regex` syntax) over one log line.
     pub regex: String,
-    /// What to do: `crash` (SIGKILL, restart) or `pause` (SIGSTOP, SIGCONT).
+    /// What to do: `crash` (SIGKILL, restart), `pause` (SIGSTOP, SIGCONT),
+    /// `isolate` (a network cut, `--network lab`) or `power-loss` (`--disk lossy`).
     pub action: TriggerAction,
     /// Whom: `self` (the worker whose log matched; the default), `random`
     /// (a random member), `other` (a random member but that one),
@@ -136,12 +137,30 @@ pub enum TriggerRole {
 
 /// See [`Trigger::action`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TriggerAction {
     /// SIGKILL, restart after `down` seconds.
     Crash,
     /// SIGSTOP for `down` seconds, then SIGCONT.
     Pause,
+    /// Cut the node from every other node and from the lab for `down`
+    /// seconds (`--network lab`).
+    Isolate,
+    /// SIGKILL, drop the node's un-synced writes, restart after `down`
+    /// seconds (`--disk lossy`).
+    PowerLoss,
+}
+
+impl TriggerAction {
+    /// The word in a profile.
+    pub fn word(self) -> &'static str {
+        match self {
+            TriggerAction::Crash => "crash",
+            TriggerAction::Pause => "pause",
+            TriggerAction::Isolate => "isolate",
+            TriggerAction::PowerLoss => "power-loss",
+        }
+    }
 }
 
 /// A trigger's target, parsed (see [`Trigger::target`]).
@@ -186,7 +205,10 @@ impl Trigger {
         regex::Regex::new(&self.regex).map_err(|e| ("trigger.regex", e.to_string()))?;
         let t = self.target().map_err(|e| ("trigger.target", e))?;
         if t == TriggerTarget::Sink && self.action != TriggerAction::Crash {
-            return Err(("trigger.target", "the sink can only be crashed".into()));
+            return Err((
+                "trigger.target",
+                format!("the sink can only be crashed, not {}", self.action.word()),
+            ));
         }
         if matches!(t, TriggerTarget::Itself | TriggerTarget::Other)
             && self.role != TriggerRole::Worker

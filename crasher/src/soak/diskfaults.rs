@@ -26,7 +26,7 @@ use super::timings::secs;
 use crate::run::disk;
 
 /// The claim every disk fault holds while it acts: one at a time.
-const DISK: &str = "disk-faults";
+pub(super) const DISK: &str = "disk-faults";
 
 /// SIGKILLs worker `i`; a worker that is not running died by itself.
 fn kill(h: &Harness, i: usize, check: &str) -> bool {
@@ -161,44 +161,12 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
         let names: Vec<String> = which.iter().map(|&i| worker_name(i)).collect();
         h.schedule
             .decide(kind, format!("power loss of {}", names.join(",")));
-        let glyph = if all {
-            "PLA".to_owned()
-        } else {
-            format!("PL{}", which[0])
-        };
-        h.out.event("power-loss", &glyph);
-        for &i in &which {
-            if !kill(&h, i, "power-loss") {
-                return;
-            }
-        }
-        for &i in &which {
-            let lost = tokio::task::block_in_place(|| h.cluster().lose_disk(i));
-            match lost {
-                Ok(report) => h.out.line(&format!(
-                    "power-loss: {}: un-synced writes dropped ({report})",
-                    worker_name(i)
-                )),
-                Err(e) => return h.finish(Outcome::Environment(e.to_string())),
-            }
-        }
-        h.counters.disk_faults.fetch_add(1, Ordering::Relaxed);
-        sleep(uniform(&mut rng, 0.0, t.disk_fault_down)).await;
-        if h.finished() {
+        let down = uniform(&mut rng, 0.0, t.disk_fault_down);
+        if !power_loss_of(&h, &which, all, kind, down, ticket, || ()).await {
             return;
         }
-        // The initializer first: the others rejoin it.
-        let glyph = if all {
-            "rA".to_owned()
-        } else {
-            format!("r{}", which[0])
-        };
-        let ok = restart_and_check(&h, &which, kind, &glyph, ticket).await;
         drop(claims);
         drop(disk_claim);
-        if !ok {
-            return;
-        }
         sleep(uniform(
             &mut rng,
             t.power_loss_gap_min,
@@ -206,6 +174,59 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
         ))
         .await;
     }
+}
+
+/// One power loss of workers `which` (`all`: every worker, glyph `PLA`): SIGKILL, drop their un-synced writes, restart them after
+/// `down`, wait for the cluster to recover (`killed` runs right after the
+/// SIGKILLs). The caller holds each
+/// worker's claim, the [`DISK`] claim and `ticket`. False when the run
+/// must stop (reported).
+pub(super) async fn power_loss_of(
+    h: &Harness,
+    which: &[usize],
+    all: bool,
+    kind: &str,
+    down: Duration,
+    ticket: Ticket,
+    killed: impl FnOnce(),
+) -> bool {
+    let glyph = if all {
+        "PLA".to_owned()
+    } else {
+        format!("PL{}", which[0])
+    };
+    h.out.event("power-loss", &glyph);
+    for &i in which {
+        if !kill(h, i, "power-loss") {
+            return false;
+        }
+    }
+    killed();
+    for &i in which {
+        let lost = tokio::task::block_in_place(|| h.cluster().lose_disk(i));
+        match lost {
+            Ok(report) => h.out.line(&format!(
+                "power-loss: {}: un-synced writes dropped ({report})",
+                worker_name(i)
+            )),
+            Err(e) => {
+                h.finish(Outcome::Environment(e.to_string()));
+                return false;
+            }
+        }
+    }
+    h.counters.disk_faults.fetch_add(1, Ordering::Relaxed);
+    sleep(down).await;
+    if h.finished() {
+        return false;
+    }
+    // The initializer first: the others rejoin it.
+    let glyph = if all {
+        "rA".to_owned()
+    } else {
+        format!("r{}", which[0])
+    };
+    restart_and_check(h, which, kind, &glyph, ticket).await
 }
 
 /// Which file surgery.

@@ -73,11 +73,9 @@ pub fn plan(
         }
         NetFault::Isolate => {
             let a = *m.first()?;
-            for &b in &m[1..] {
-                f.cut_both(&node(a), &node(b));
-            }
-            f.cut_both(&node(a), &End::Lab);
-            format!("{{I:{a}}}")
+            let (cut, glyph) = isolate(a, &m);
+            f = cut;
+            glyph
         }
         NetFault::OneWay => {
             if m.len() < 2 {
@@ -116,6 +114,53 @@ pub fn plan(
     Some((f, glyph))
 }
 
+/// The cuts and glyph that isolate node `a` from the other `members`
+/// and from the lab.
+pub fn isolate(a: usize, members: &[usize]) -> (Faults, String) {
+    let mut f = Faults::default();
+    for &b in members.iter().filter(|&&b| b != a) {
+        f.cut_both(&node(a), &node(b));
+    }
+    f.cut_both(&node(a), &End::Lab);
+    (f, format!("{{I:{a}}}"))
+}
+
+/// Puts `faults` (glyph `glyph`, fault word `word`) in force for `hold`
+/// (`applied` runs once they are), then heals them and ends `ticket`.
+/// False when the run must stop (reported).
+pub(super) async fn hold_and_heal(
+    h: &Harness,
+    faults: &Faults,
+    glyph: &str,
+    word: &str,
+    hold: Duration,
+    ticket: super::schedule::Ticket,
+    applied: impl FnOnce(),
+) -> bool {
+    let result = h.cluster().apply_network(faults);
+    if let Err(e) = result {
+        h.finish(Outcome::Environment(format!(
+            "cannot put network fault {word} in force: {e}"
+        )));
+        return false;
+    }
+    applied();
+    h.out.event(&format!("net-{word}"), glyph);
+    h.counters.net_faults.fetch_add(1, Ordering::Relaxed);
+    sleep(hold).await;
+    if h.finished() {
+        return false;
+    }
+    if let Err(e) = heal(h) {
+        h.finish(Outcome::Environment(format!(
+            "cannot heal the network: {e}"
+        )));
+        return false;
+    }
+    ticket.end();
+    true
+}
+
 /// The network fault loop: one of `kinds` at a time, each healed before
 /// the next.
 pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
@@ -142,25 +187,10 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
             Some((faults, glyph)) if !busy => {
                 h.schedule
                     .decide("net-faults", format!("{} {glyph}", kind.word()));
-                let applied = h.cluster().apply_network(&faults);
-                if let Err(e) = applied {
-                    return h.finish(Outcome::Environment(format!(
-                        "cannot put network fault {} in force: {e}",
-                        kind.word()
-                    )));
-                }
-                h.out.event(&format!("net-{}", kind.word()), &glyph);
-                h.counters.net_faults.fetch_add(1, Ordering::Relaxed);
-                sleep(uniform(&mut rng, t.net_hold_min, t.net_hold_max)).await;
-                if h.finished() {
+                let hold = uniform(&mut rng, t.net_hold_min, t.net_hold_max);
+                if !hold_and_heal(&h, &faults, &glyph, kind.word(), hold, ticket, || ()).await {
                     return;
                 }
-                if let Err(e) = heal(&h) {
-                    return h.finish(Outcome::Environment(format!(
-                        "cannot heal the network: {e}"
-                    )));
-                }
-                ticket.end();
             }
             _ => {
                 ticket.cancel();

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::exit;
 use crate::run::cluster::{Cluster, Settings};
 use crate::run::ports::PortBlock;
-use crate::run::profile::{Mode, Profile, VerifyMode};
+use crate::run::profile::{Mode, Profile, TriggerAction, VerifyMode};
 use crate::run::rundir::RunDir;
 use crate::run::{disk, network, rundir};
 
@@ -81,6 +81,24 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "crasher: crash-primary: profile {} cannot tell which node is the primary \
              (give it a [primary] kind, e.g. \"redis-role\"; docs/drivers.md)",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let needs = |a| profile.triggers.iter().any(|t| t.action == a);
+    if needs(TriggerAction::PowerLoss) && disk_mode(&args, &profile) != disk::DiskMode::Lossy {
+        eprintln!(
+            "crasher: profile {}: a [[trigger]] with action = \"power-loss\" needs lossy disks: \
+             add --disk lossy (or [disk] mode = \"lossy\")",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    if needs(TriggerAction::Isolate)
+        && args.network.unwrap_or(profile.network.mode) != network::NetworkMode::Lab
+    {
+        eprintln!(
+            "crasher: profile {}: a [[trigger]] with action = \"isolate\" needs --network lab",
             profile.origin
         );
         return Ok(ExitCode::from(exit::USAGE));

@@ -10,7 +10,8 @@
 //! reading): it takes a ticket with [`Schedule::force`](super::schedule::Schedule::force)
 //! (a trigger is never held back: its timing is the point), claims the
 //! target, and applies the one copy of the fault action (`faults.rs`,
-//! `loops::crash_and_restart`). The delay from the line to the signal is
+//! `loops::crash_and_restart`, `netfaults::hold_and_heal`,
+//! `diskfaults::power_loss_of`). The delay from the line to the signal is
 //! printed and recorded: from the moment the line was read, and from the
 //! line's own timestamp when it starts with one (RFC 3339, as tracing
 //! logs do).
@@ -27,11 +28,11 @@ use rand::Rng;
 use regex::Regex;
 use tokio::time::{sleep, Instant};
 
-use super::faults;
 use super::harness::{Harness, Outcome};
 use super::loops::{crash_and_restart, current_primary};
 use super::spec::{worker_index, worker_name, MAX_WORKERS};
 use super::timings::secs;
+use super::{diskfaults, faults, netfaults};
 use crate::run::profile::{Trigger, TriggerAction, TriggerRole, TriggerTarget};
 
 /// How often each followed log is read.
@@ -264,11 +265,20 @@ async fn fire(
         h.out.glyph(":t");
         return;
     };
-    let ticket = h.schedule.force(&s.kind);
-    let verb = match t.action {
-        TriggerAction::Crash => "crash",
-        TriggerAction::Pause => "pause",
+    // Disk faults act one at a time (the loops' own claim).
+    let disk_claim = if t.action == TriggerAction::PowerLoss {
+        match h.claim(diskfaults::DISK) {
+            Some(c) => Some(c),
+            None => {
+                h.out.glyph(":t");
+                return;
+            }
+        }
+    } else {
+        None
     };
+    let ticket = h.schedule.force(&s.kind);
+    let verb = t.action.word();
     h.schedule.decide_at(
         &s.kind,
         format!("{verb} {who} down={:.3}", t.down),
@@ -314,7 +324,23 @@ async fn fire(
             drop(claim);
             ticket.end();
         }
-        (TriggerAction::Pause, None) => {
+        (TriggerAction::Isolate, Some(i)) => {
+            let (cut, glyph) = netfaults::isolate(i, &members);
+            let _ = netfaults::hold_and_heal(&h, &cut, &glyph, "isolate", down, ticket, || {
+                report(Instant::now())
+            })
+            .await;
+            drop(claim);
+        }
+        (TriggerAction::PowerLoss, Some(i)) => {
+            let _ = diskfaults::power_loss_of(&h, &[i], false, &s.kind, down, ticket, || {
+                report(Instant::now())
+            })
+            .await;
+            drop(claim);
+            drop(disk_claim);
+        }
+        (TriggerAction::Pause | TriggerAction::Isolate | TriggerAction::PowerLoss, None) => {
             drop(claim);
             ticket.cancel();
         }
