@@ -45,6 +45,13 @@ Options (the original master-crasher.sh's words):
                         un-synced writes (needs --disk lossy), restart
   corrupt, truncate     flip a bit in / cut short a data file of a random
                         worker while it is down, restart (docs/disk.md)
+  crash-at-prepare, pause-at-prepare, crash-sink-at-prepare, crash-at-commit
+                        faults aimed at the 2PC sink's phase events (its
+                        own sink only): SIGKILL (or SIGSTOP) a random
+                        member the moment the sink has voted on its
+                        PHASE1, before it hears the vote; SIGKILL the sink
+                        there; SIGKILL a member whose PHASE2 commit just
+                        reached the sink (docs/faults.md)
   run_custom1 run_custom2 run_custom4 run_custom5 run_custom3006
   run_custom_crashsink_crash0_overlap
                         the original's one-off scenarios
@@ -56,7 +63,9 @@ pN/uN worker N paused/resumed (:p :pP skipped); {AP} ack progress; {RP} registry
 (restart rN/rA); XN/TN data file of worker N corrupted/truncated; :PL :X :T
 skipped; network: {P:0,2|1} partition
 (majority|minority), {I:N} isolate, {O:A>B} one-way, {B:A|N|B} bridge,
-{F:N} flaky, {H} healed, :n skipped.
+{F:N} flaky, {H} healed, :n skipped; targeted: ^PN/^PS strike at worker
+N's / the sink's prepare, ^CN at worker N's commit (then its cN, pN or cS
+glyphs), :^ skipped.
 
 Exit codes: 0 holds, 1 violation found, 2 usage or environment error,
 3 verdict unknown.

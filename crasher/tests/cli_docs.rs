@@ -42,6 +42,15 @@ fn the_man_page_has_the_help_text_and_a_section_per_subcommand() {
         page.contains("Glyphs") && page.contains("Exit codes"),
         "no glyphs/exit codes"
     );
+    // Every targeted fault word (docs/faults.md).
+    for w in [
+        "crash-at-prepare",
+        "pause-at-prepare",
+        "crash-sink-at-prepare",
+        "crash-at-commit",
+    ] {
+        assert!(page.contains(&w.replace('-', "\\-")), "no {w}");
+    }
     for sub in SUBCOMMANDS {
         let heading = format!(".SH \"CRASHER {}\"", sub.to_uppercase());
         assert!(page.contains(&heading), "no section {heading}");

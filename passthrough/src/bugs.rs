@@ -53,6 +53,15 @@ pub enum Bug {
     /// in hand, which the coordinator then rolls back and replays:
     /// duplicates.
     CommitWhenCutOff,
+    /// Presumed commit: a restarted worker that finds its own transaction
+    /// still pending at the sink (it voted, the sink said yes, and it died
+    /// before PHASE2) commits it and resumes after it, without waiting for
+    /// the coordinator's word. Correct when the coordinator had decided
+    /// that checkpoint; when it had not (the usual case: a worker killed
+    /// between the sink's vote and the decision), the cluster rolls back
+    /// and replays those lines: duplicates. Reachable only by a crash in
+    /// the few milliseconds between the sink's vote and PHASE2.
+    CommitPendingAfterRestart,
 }
 
 /// How long the coordinator of a member with [`Bug::CommitWhenCutOff`]
@@ -126,6 +135,11 @@ impl Bugs {
             Some(Bug::DuplicateOnReplay) => LineAction::Twice,
             _ => LineAction::Keep,
         }
+    }
+
+    /// Whether this process is a restart of the worker.
+    pub fn restarted(&self) -> bool {
+        self.restarted
     }
 
     /// Whether the owner has stopped voting.

@@ -419,6 +419,18 @@ impl Owner {
         // within it), so a vote on disk that was aborted can never match a
         // later `last_txn`, and one that was committed stays committed
         // until the next PHASE1 rewrites the record.
+        if self.bugs.is(Bug::CommitPendingAfterRestart) && self.bugs.restarted() {
+            let mine = self.rec.voting.as_ref().map(|(t, _)| t.clone());
+            if let Some(t) = mine.filter(|t| self.sink_pending.contains(t)) {
+                if self.last_txn.as_deref() != Some(t.as_str()) {
+                    info!(
+                        "injected bug: presuming my pending {t} committed (last committed {:?})",
+                        self.last_txn
+                    );
+                    self.last_txn = Some(t);
+                }
+            }
+        }
         let resolved = self.rec.resolve(self.last_txn.as_deref());
         let mut truncate = self.sent > self.committed;
         match std::mem::replace(&mut self.txn, Txn::None) {

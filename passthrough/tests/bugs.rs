@@ -170,3 +170,98 @@ fn trust_sink_por_is_a_duplicate_against_the_original_por() {
     let log = c.latest_log("sink");
     assert!(log.contains("FATAL duplicate data"), "{log}");
 }
+
+/// The sink's event socket, as crasher's supervisor uses it: arms a hold
+/// at the next `point` event (`phase1`, `phase2`) of `worker`, waits for it, runs
+/// `strike` while the sink holds the vote, then releases it.
+fn strike_at(
+    point: &str,
+    events: &std::os::unix::net::UnixDatagram,
+    c: &mut Cluster,
+    worker: &str,
+    strike: impl FnOnce(&mut Cluster),
+) -> String {
+    // The sink's own socket: the event socket's path + `.sink` (docs/protocol.md).
+    let sink_cmd = c.path("events.sock.sink");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The sink binds its command socket once it listens; retry until then.
+    while events
+        .send_to(format!("arm 1 {point} {worker}").as_bytes(), &sink_cmd)
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sink's command socket never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut buf = [0u8; 512];
+    let event = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no held phase1 event of {worker} within 20 s"
+        );
+        let Ok(n) = events.recv(&mut buf) else {
+            continue;
+        };
+        let e = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if e.starts_with(&format!("{point} ")) && e.ends_with(" hold=1") {
+            break e;
+        }
+    };
+    assert!(event.contains(&format!("worker={worker}")), "{event}");
+    strike(c);
+    events.send_to(b"release 1", &sink_cmd).unwrap();
+    event
+}
+
+/// A cluster with `commit-pending-after-restart` and the sink's event
+/// socket, fed and mid-stream.
+fn with_events() -> (Cluster, std::os::unix::net::UnixDatagram) {
+    let mut c = Cluster::new(KEYS, SOURCE);
+    c.inject = Some("commit-pending-after-restart".into());
+    let events = std::os::unix::net::UnixDatagram::bind(c.path("events.sock")).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    c.sink_args = vec![
+        "--events".into(),
+        c.path("events.sock").display().to_string(),
+    ];
+    c.start(2);
+    c.feed_all(RATE);
+    c.wait_mid_stream(Duration::from_secs(20));
+    (c, events)
+}
+
+#[test]
+fn commit_pending_after_restart_is_a_duplicate_when_killed_between_vote_and_phase2() {
+    let (mut c, events) = with_events();
+    // worker1 dies after the sink recorded its yes vote and before it heard
+    // it: its transaction is pending at the sink, undecided by the coordinator.
+    let event = strike_at("phase1", &events, &mut c, "worker1", restart_worker1);
+    assert!(event.contains("vote=commit"), "{event}");
+    let text = complaints(&c);
+    assert!(text.contains("duplicate"), "{text}");
+    assert!(
+        c.latest_log("worker1")
+            .contains("injected bug: presuming my pending"),
+        "the bug did not act"
+    );
+}
+
+#[test]
+fn commit_pending_after_restart_is_harmless_outside_its_window() {
+    let (mut c, events) = with_events();
+    // worker1 dies once its PHASE2 commit reached the sink: nothing of it
+    // is pending after the restart, so the bug has nothing to presume.
+    strike_at("phase2", &events, &mut c, "worker1", restart_worker1);
+    assert!(
+        c.wait_all_done(Duration::from_secs(40)),
+        "feeders not done; logs in {}",
+        c.root.display()
+    );
+    let bad = c.failing_keys();
+    assert!(bad.is_empty(), "{bad:?}; logs in {}", c.root.display());
+    assert!(!c.latest_log("worker1").contains("injected bug: presuming"));
+}

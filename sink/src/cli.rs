@@ -39,6 +39,11 @@ pub struct SinkArgs {
     /// per-process table (0 after a sink restart).
     #[arg(long, value_enum, value_name = "MODE", default_value = "offset")]
     pub por: PorMode,
+    /// Report phase events (PHASE1 voted, vote sent, PHASE2, recovery) as
+    /// datagrams to the Unix socket at PATH, best effort; the supervisor
+    /// may arm a hold at the next event through PATH.sink (docs/protocol.md).
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<PathBuf>,
 }
 
 thread_local! {
@@ -96,6 +101,11 @@ fn serve(args: SinkArgs, dispatch: &Dispatch) -> anyhow::Result<ExitCode> {
             }
         };
         let addr = server.local_addr()?;
+        if let Some(path) = &args.events {
+            let events = crate::events::Events::to(path)
+                .with_context(|| format!("cannot make an event socket for {}", path.display()))?;
+            server.set_events(std::sync::Arc::new(events));
+        }
         info!(
             "Process started: output prefix {}, {n_rules} abort rule(s)",
             args.output.display()

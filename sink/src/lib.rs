@@ -13,11 +13,13 @@
 //! - [`session`]: one connection's protocol state machine.
 //! - [`store`]: a worker's output and txnlog files; renames on departure.
 //! - [`recovery`]: what a txnlog says the files must be (pure).
+//! - [`events`]: phase events for the supervisor (`--events`), holds.
 //! - [`rules`]: abort rules, the sink-side fault injector.
 //! - [`logging`]: the log line format (alarm words only on violations).
 //! - [`cli`]: `crasher sink`.
 
 pub mod cli;
+pub mod events;
 pub mod logging;
 pub mod recovery;
 pub mod rules;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::events::Events;
 use crate::rules::Rules;
 
 /// Exit code of an invariant violation (a duplicate, a bad commit, an
@@ -70,6 +71,8 @@ pub struct Shared {
     halt: watch::Sender<Option<u8>>,
     /// `--por original`: worker name → the offset this process last saw.
     por_table: Mutex<HashMap<String, u64>>,
+    /// `--events`: phase events for the supervisor (none by default).
+    events: std::sync::OnceLock<Arc<Events>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +91,16 @@ impl Shared {
             halted: AtomicBool::new(false),
             halt: watch::channel(None).0,
             por_table: Mutex::new(HashMap::new()),
+            events: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The phase-event channel (a no-op one unless [`Server::set_events`] was called).
+    pub fn events(&self) -> &Events {
+        static NONE: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
+        match self.events.get() {
+            Some(e) => e,
+            None => NONE.get_or_init(Events::none),
         }
     }
 
@@ -198,6 +211,13 @@ impl Server {
     /// The address actually bound.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Sends phase events to `events` (`--events`) and serves its commands.
+    pub fn set_events(&self, events: Arc<Events>) {
+        if self.shared.events.set(Arc::clone(&events)).is_ok() {
+            tokio::spawn(crate::events::serve_commands(events));
+        }
     }
 
     /// The shared state (tests and benchmarks inspect it).

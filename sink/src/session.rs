@@ -27,6 +27,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::{info, warn};
 use verify::txnlog::Record;
 
+use crate::events::HoldPoint;
 use crate::logging::{critical, fatal};
 use crate::recovery::{self, Pending};
 use crate::rules::{match_content, Action, Rule};
@@ -374,6 +375,12 @@ impl Session {
             attached.txns.iter().map(|p| (&p.txn_id, p.vote)).collect::<Vec<_>>(),
             if attached.commit_next { "" } else { "; next vote forced to abort" },
         );
+        shared.events().send(&format!(
+            "recovery conn={} worker={} pending={}",
+            self.conn,
+            attached.name,
+            attached.txns.len()
+        ));
         self.worker = Some(attached);
         self.send(&Frame::Ok {
             initial_credits: INITIAL_CREDITS,
@@ -445,12 +452,36 @@ impl Session {
             }
         };
         let who = self.who();
+        let conn = self.conn;
         let shared = Arc::clone(&self.shared);
+        let events = shared.events();
+        let name = self.attached().name.clone();
+        // The phase-1 event to report once the vote is recorded.
+        let mut voted: Option<String> = None;
+        if let TwoPc::Phase2 { txn_id, commit } = &msg {
+            if events.enabled() {
+                let line = format!("phase2 conn={conn} worker={name} txn={txn_id} commit={commit}");
+                events.at(HoldPoint::Phase2, &name, line).await;
+            }
+        }
         let w = self.attached();
         let out = match msg {
             TwoPc::ListUncommitted { rtag } => blocking(|| w.list_uncommitted(rtag))?,
             TwoPc::Phase1 { txn_id, where_list } => {
-                blocking(|| w.phase1(&who, &shared, txn_id, where_list))?
+                let id = txn_id.clone();
+                let out = blocking(|| w.phase1(&who, &shared, txn_id, where_list))?;
+                if out.reply.is_some() && events.enabled() {
+                    let vote = w
+                        .txns
+                        .iter()
+                        .find(|p| p.txn_id == id)
+                        .is_some_and(|p| p.vote);
+                    voted = Some(format!(
+                        "conn={conn} worker={name} txn={id} vote={}",
+                        if vote { "commit" } else { "abort" }
+                    ));
+                }
+                out
             }
             TwoPc::Phase2 { txn_id, commit } => blocking(|| w.phase2(&who, txn_id, commit))?,
             TwoPc::WorkersLeft { rtag: _, workers } => {
@@ -463,8 +494,19 @@ impl Session {
                     .await;
             }
         };
+        if let Some(v) = &voted {
+            // Recorded (1-ok or 1-rollback), not yet answered: an armed
+            // hold keeps the worker from hearing the vote until the
+            // supervisor has struck (see `crate::events`).
+            events
+                .at(HoldPoint::Phase1, &name, format!("phase1 {v}"))
+                .await;
+        }
         if let Some(reply) = out.reply {
             self.send(&reply).await?;
+            if let Some(v) = &voted {
+                events.send(&format!("vote-sent {v}"));
+            }
         }
         if out.close {
             return Err(End::Close);

@@ -9,6 +9,11 @@ runs `crasher WORDS... --inject BUG --schedule S --seed N --duration D
 --on-failure kill` for seeds 1..N, one at a time, and prints per seed the
 exit code and the time to the verdict, then the share caught (exit 1),
 the median time to detection, and faults fired per minute (from run.json).
+Per seed it also counts the worker (re)connections at which the sink
+still held a voted, undecided transaction of that worker (`pending` in
+the sink's HELLO log line, other than `[]`): how often the faults landed
+between a prepare and its commit, the window of `--inject
+commit-pending-after-restart` (docs/faults.md).
 Each run's files stay in a temporary folder (printed)."""
 import argparse, json, os, statistics, subprocess, tempfile
 
@@ -21,6 +26,21 @@ ap.add_argument("--duration", default="150s")
 ap.add_argument("--crasher", default="target/release/crasher")
 ap.add_argument("words", nargs="+")
 a = ap.parse_args()
+
+def pending_at_hello(run_dir):
+    """HELLOs the sink logged, and those that found a pending transaction."""
+    hellos = pending = 0
+    try:
+        with open(os.path.join(run_dir, "logs", "sink.log"), errors="replace") as f:
+            for line in f:
+                if "HELLO from program" in line:
+                    hellos += 1
+                    if "pending []" not in line:
+                        pending += 1
+    except OSError:
+        pass
+    return hellos, pending
+
 
 C = os.path.abspath(a.crasher)
 work = tempfile.mkdtemp(prefix="crasher-detection-")
@@ -48,7 +68,9 @@ for seed in range(a.first_seed, a.first_seed + a.seeds):
     if p.returncode == 1:
         caught += 1
         times.append(dur)
-    print(f"seed {seed}: exit {p.returncode} after {dur:.1f} s, {faults} faults: {verdict[:110]}",
+    hellos, pending = pending_at_hello(os.path.join(runs, "current"))
+    print(f"seed {seed}: exit {p.returncode} after {dur:.1f} s, {faults} faults, "
+          f"{pending} of {hellos} sink HELLOs with a pending transaction: {verdict[:110]}",
           flush=True)
 n = a.seeds
 print(f"caught {caught} of {n} ({100 * caught / n:.0f} %) under --schedule {a.schedule}")

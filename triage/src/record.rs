@@ -141,6 +141,13 @@ impl Fault {
         self.hold_s = Some(round_ms(d.as_secs_f64()));
         self
     }
+
+    /// Aimed at `event` (a targeted fault's sink event line, or a log
+    /// trigger's line).
+    pub fn on_event(mut self, event: impl Into<String>) -> Fault {
+        self.on_event = Some(event.into());
+        self
+    }
 }
 
 /// Seconds rounded to the millisecond, as `what` prints them.

@@ -206,6 +206,9 @@ pub struct Cluster {
     done_feeders: BTreeSet<String>,
     /// `--disk lossy`: the lossyfs mount of each node's state directory.
     disks: Option<super::disk::Disks>,
+    /// The supervisor's socket for the sink's phase events (`--events`),
+    /// when a targeted fault word is in use.
+    sink_events: Option<PathBuf>,
     /// `--network lab`: the lab, whose nodes the workers run in. Last, so
     /// it is dropped (its holders killed) after every process.
     lab: Option<netlab::Lab>,
@@ -231,8 +234,14 @@ impl Cluster {
             members: BTreeSet::new(),
             done_feeders: BTreeSet::new(),
             disks: None,
+            sink_events: None,
             lab: None,
         })
+    }
+
+    /// Starts the sink (our own, `crasher sink`) with `--events PATH`.
+    pub fn set_sink_events(&mut self, path: PathBuf) {
+        self.sink_events = Some(path);
     }
 
     /// `--disk lossy`: from now on every worker's state directory is a
@@ -493,7 +502,11 @@ impl Cluster {
             &self.profile.sink.program,
             &self.profile.sink.search_paths,
         )?;
-        let args = self.fill(&self.base_vars(), &self.profile.sink.args.clone())?;
+        let mut args = self.fill(&self.base_vars(), &self.profile.sink.args.clone())?;
+        if let Some(p) = &self.sink_events {
+            args.push("--events".into());
+            args.push(p.display().to_string());
+        }
         Ok(Launch {
             name: "sink".into(),
             program,

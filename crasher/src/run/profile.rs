@@ -76,9 +76,167 @@ pub struct Profile {
     /// `crash-primary` (none by default).
     #[serde(default)]
     pub primary: Primary,
+    /// `[[trigger]]`: faults fired by a line in a role's log (docs/faults.md).
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<Trigger>,
     /// Where the profile came from (file path or `builtin:NAME`).
     #[serde(skip)]
     pub origin: String,
+}
+
+/// One `[[trigger]]`: when a line of `role`'s log matches `regex`, apply
+/// `action` to `target`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Whose log to follow: `worker` (every worker's) or `sink`.
+    pub role: TriggerRole,
+    /// A regular expression (Rust `regex` syntax) over one log line.
+    pub regex: String,
+    /// What to do: `crash` (SIGKILL, restart), `pause` (SIGSTOP, SIGCONT),
+    /// `isolate` (a network cut, `--network lab`) or `power-loss` (`--disk lossy`).
+    pub action: TriggerAction,
+    /// Whom: `self` (the worker whose log matched; the default), `random`
+    /// (a random member), `other` (a random member but that one),
+    /// `primary` (the profile's `[primary]` says which), `workerN` /
+    /// `initializer`, or `sink` (crash only).
+    #[serde(default = "self_target")]
+    pub target: String,
+    /// Fire at the first match only.
+    #[serde(default)]
+    pub once: bool,
+    /// Seconds after a firing during which matches are ignored.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: f64,
+    /// Down-time of a crash, or how long a pause lasts, in seconds.
+    #[serde(default = "default_down")]
+    pub down: f64,
+}
+
+fn self_target() -> String {
+    "self".to_owned()
+}
+
+fn default_cooldown() -> f64 {
+    5.0
+}
+
+fn default_down() -> f64 {
+    1.0
+}
+
+/// See [`Trigger::role`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerRole {
+    /// Every worker's log.
+    Worker,
+    /// The sink's log.
+    Sink,
+}
+
+/// See [`Trigger::action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerAction {
+    /// SIGKILL, restart after `down` seconds.
+    Crash,
+    /// SIGSTOP for `down` seconds, then SIGCONT.
+    Pause,
+    /// Cut the node from every other node and from the lab for `down`
+    /// seconds (`--network lab`).
+    Isolate,
+    /// SIGKILL, drop the node's un-synced writes, restart after `down`
+    /// seconds (`--disk lossy`).
+    PowerLoss,
+}
+
+impl TriggerAction {
+    /// The word in a profile.
+    pub fn word(self) -> &'static str {
+        match self {
+            TriggerAction::Crash => "crash",
+            TriggerAction::Pause => "pause",
+            TriggerAction::Isolate => "isolate",
+            TriggerAction::PowerLoss => "power-loss",
+        }
+    }
+}
+
+/// A trigger's target, parsed (see [`Trigger::target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerTarget {
+    /// The worker whose log matched.
+    Itself,
+    /// A random member.
+    Random,
+    /// A random member other than the one whose log matched.
+    Other,
+    /// The primary now.
+    Primary,
+    /// Worker N.
+    Worker(usize),
+    /// The sink.
+    Sink,
+}
+
+impl Trigger {
+    /// The parsed target, or why it is not one.
+    pub fn target(&self) -> Result<TriggerTarget, String> {
+        Ok(match self.target.as_str() {
+            "self" => TriggerTarget::Itself,
+            "random" => TriggerTarget::Random,
+            "other" => TriggerTarget::Other,
+            "primary" => TriggerTarget::Primary,
+            "sink" => TriggerTarget::Sink,
+            w => match crate::soak::spec::worker_index(w) {
+                Some(i) if i < crate::soak::spec::MAX_WORKERS => TriggerTarget::Worker(i),
+                _ => {
+                    return Err(format!(
+                        "{w:?} is not self, random, other, primary, sink, initializer or workerN"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// Checks every field; the error names it (`trigger.regex`...).
+    fn check(&self, primary: bool) -> Result<(), (&'static str, String)> {
+        regex::Regex::new(&self.regex).map_err(|e| ("trigger.regex", e.to_string()))?;
+        let t = self.target().map_err(|e| ("trigger.target", e))?;
+        if t == TriggerTarget::Sink && self.action != TriggerAction::Crash {
+            return Err((
+                "trigger.target",
+                format!("the sink can only be crashed, not {}", self.action.word()),
+            ));
+        }
+        if matches!(t, TriggerTarget::Itself | TriggerTarget::Other)
+            && self.role != TriggerRole::Worker
+        {
+            return Err((
+                "trigger.target",
+                format!(
+                    "{:?} needs role = \"worker\" (the worker whose log matched)",
+                    self.target
+                ),
+            ));
+        }
+        if t == TriggerTarget::Primary && !primary {
+            return Err((
+                "trigger.target",
+                "\"primary\" needs a [primary] kind in the profile".into(),
+            ));
+        }
+        for (field, v) in [
+            ("trigger.cooldown", self.cooldown),
+            ("trigger.down", self.down),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err((field, format!("{v} is not a number of seconds >= 0")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[disk]`: how worker state directories are stored (see docs/disk.md).
@@ -441,6 +599,11 @@ impl Profile {
                 return Err(invalid("disk.data_files", format!("entry {i}: {e}")));
             }
         }
+        let primary = p.primary.kind != PrimaryKind::None;
+        for (i, t) in p.triggers.iter().enumerate() {
+            t.check(primary)
+                .map_err(|(field, m)| invalid(field, format!("[[trigger]] {}: {m}", i + 1)))?;
+        }
         if let Ok(program) = std::env::var("CRASHER_WORKER_PROGRAM") {
             p.worker.program = program;
         }
@@ -730,6 +893,75 @@ mod tests {
         let text = BUILTIN[0].1.replace("sink = 100", "sink = 5");
         let err = Profile::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(err.contains("field ports.sink"), "{err}");
+    }
+
+    #[test]
+    fn triggers_are_checked_at_load_naming_the_field() {
+        let with = |t: &str| format!("{}\n[[trigger]]\n{t}\n", BUILTIN[0].1);
+        let ok = Profile::parse(
+            &with("role = \"worker\"\nregex = \"elected\"\naction = \"crash\"\nonce = true"),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.triggers.len(), 1);
+        assert_eq!(ok.triggers[0].target(), Ok(TriggerTarget::Itself));
+        assert!((ok.triggers[0].cooldown - 5.0).abs() < 1e-9);
+        let err = |t: &str| Profile::parse(&with(t), "x.toml").unwrap_err().to_string();
+        let e = err("role = \"worker\"\nregex = \"(\"\naction = \"crash\"");
+        assert!(
+            e.contains("field trigger.regex") && e.contains("[[trigger]] 1"),
+            "{e}"
+        );
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\ntarget = \"worker12\"");
+        assert!(e.contains("field trigger.target"), "{e}");
+        let e = err("role = \"sink\"\nregex = \"x\"\naction = \"crash\"");
+        assert!(
+            e.contains("field trigger.target") && e.contains("role"),
+            "{e}"
+        );
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"pause\"\ntarget = \"sink\"");
+        assert!(e.contains("field trigger.target"), "{e}");
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\ntarget = \"primary\"");
+        assert!(e.contains("[primary]"), "{e}");
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\ncooldown = -1.0");
+        assert!(e.contains("field trigger.cooldown"), "{e}");
+        // Unknown actions and fields: the TOML error names line and field.
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"explode\"");
+        assert!(e.contains("explode") && e.contains("line"), "{e}");
+        let e = err("role = \"worker\"\nregex = \"x\"\naction = \"crash\"\nwhen = 1");
+        assert!(e.contains("when") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_trigger_examples_load() {
+        let doc = include_str!("../../../docs/faults.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| b.contains("[[trigger]]"))
+            .collect();
+        assert_eq!(blocks.len(), 3, "the examples of docs/faults.md");
+        for b in blocks {
+            let base = if b.contains("LINES") {
+                "nats-jetstream"
+            } else if b.contains("switch-master") {
+                "redis-sentinel"
+            } else {
+                "passthrough"
+            };
+            let text = BUILTIN.iter().find(|(n, _)| *n == base).unwrap().1;
+            let p = Profile::parse(&format!("{text}\n{b}"), base)
+                .unwrap_or_else(|e| panic!("{base} + {b}: {e}"));
+            let t = &p.triggers[0];
+            let re = regex::Regex::new(&t.regex).unwrap();
+            let sample = match base {
+                "nats-jetstream" => "[7] 2026/12/03 12:00:00.000000 [INF] JetStream cluster new stream leader for '$G > LINES'",
+                "redis-sentinel" => "12:X 03 Dec 2026 12:00:00.000 # +switch-master crasher 127.0.0.1 7100 127.0.0.1 7110",
+                _ => "2026-12-03T12:00:00.000000Z  INFO passthrough: worker worker1, start #2 (recovering)",
+            };
+            assert!(re.is_match(sample), "{} does not match {sample}", t.regex);
+        }
     }
 
     #[test]

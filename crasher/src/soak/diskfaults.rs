@@ -27,7 +27,7 @@ use super::timings::secs;
 use crate::run::disk;
 
 /// The claim every disk fault holds while it acts: one at a time.
-const DISK: &str = "disk-faults";
+pub(super) const DISK: &str = "disk-faults";
 
 /// SIGKILLs worker `i`; a worker that is not running died by itself.
 fn kill(h: &Harness, i: usize, check: &str) -> bool {
@@ -166,7 +166,7 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
             format!("power loss of {}", names.join(",")),
             Fault::new(kind, names.join(",")).down(down),
         );
-        if !power_loss_once(&h, &which, all, down, ticket).await {
+        if !power_loss_once(&h, &which, all, kind, down, ticket, || ()).await {
             return;
         }
         drop(claims);
@@ -180,18 +180,21 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
     }
 }
 
-/// One power loss of workers `which` (all members when `all`) for a loop
-/// that holds its `ticket` and the claims of `which` and of the disk: SIGKILL,
-/// drop their un-synced writes, restart them `down` later and wait for the
-/// cluster to recover. False when the loop must stop (reported).
+/// One power loss of workers `which` (`all`: every worker, glyph `PLA`),
+/// counted as fault `kind`: SIGKILL, drop their un-synced writes, restart
+/// them after `down`, wait for the cluster to recover (`killed` runs right
+/// after the SIGKILLs). The caller holds each worker's claim, the [`DISK`]
+/// claim and `ticket`. False when the run must stop (reported). The one
+/// copy of a power loss, for the loop, replay and log triggers.
 pub async fn power_loss_once(
     h: &Harness,
     which: &[usize],
     all: bool,
+    kind: &str,
     down: Duration,
     ticket: Ticket,
+    killed: impl FnOnce(),
 ) -> bool {
-    let kind = if all { "power-loss-all" } else { "power-loss" };
     let glyph = if all {
         "PLA".to_owned()
     } else {
@@ -203,6 +206,7 @@ pub async fn power_loss_once(
             return false;
         }
     }
+    killed();
     for &i in which {
         let lost = tokio::task::block_in_place(|| h.cluster().lose_disk(i));
         match lost {

@@ -280,7 +280,7 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
             format!("crash {name} down={:.3}", down.as_secs_f64()),
             Fault::new("crash-worker", name.clone()).down(down),
         );
-        if !crash_and_restart(&h, index, down, ticket, claim).await {
+        if !crash_and_restart(&h, index, down, ticket, claim, || ()).await {
             return;
         }
     }
@@ -290,15 +290,19 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
 /// and `claim`: SIGKILL, `down` later restart, then wait for its recovery
 /// (it stays claimed until then, so no other loop pauses or shrinks it
 /// meanwhile). False when the loop must stop: the run ended, or a crash or
-/// restart failed (reported).
+/// restart failed (reported). `killed` runs right after the SIGKILL
+/// (a targeted fault releases the sink's hold there).
 pub async fn crash_and_restart(
     h: &Harness,
     index: usize,
     down: Duration,
     ticket: super::schedule::Ticket,
     claim: super::harness::Claim<'_>,
+    killed: impl FnOnce(),
 ) -> bool {
-    if let Err(e) = faults::crash_worker(h, index, &format!("c{index}")) {
+    let crashed = faults::crash_worker(h, index, &format!("c{index}"));
+    killed();
+    if let Err(e) = crashed {
         h.out.line(&format!("Crash of {index} failed: {e}"));
         let log = h.cluster().run_dir().worker_log(&worker_name(index));
         h.violation(
@@ -331,7 +335,7 @@ pub async fn crash_and_restart(
 /// the most replicas connected: an old primary restarted after a failover
 /// says `master` for a few seconds, with no replica, until the Sentinels
 /// turn it into a replica, and crashing it again would miss the real one.
-async fn current_primary(h: &Harness) -> Option<usize> {
+pub(super) async fn current_primary(h: &Harness) -> Option<usize> {
     use crate::run::profile::PrimaryKind;
     let (kind, nodes): (PrimaryKind, Vec<(usize, std::net::SocketAddr)>) = {
         let c = h.cluster();
@@ -398,7 +402,7 @@ pub async fn crash_primary(h: Arc<Harness>) {
             format!("crash primary {name} down={:.3}", down.as_secs_f64()),
             Fault::new("crash-primary", "primary").down(down),
         );
-        if !crash_and_restart(&h, index, down, ticket, claim).await {
+        if !crash_and_restart(&h, index, down, ticket, claim, || ()).await {
             return;
         }
     }

@@ -27,7 +27,9 @@ pub mod spec;
 pub mod startup;
 pub mod status_line;
 pub mod supervise;
+pub mod targeted;
 pub mod timings;
+pub mod triggers;
 pub mod verdict;
 
 pub use args::{parse_duration, SoakArgs};

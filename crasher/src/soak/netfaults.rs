@@ -74,11 +74,9 @@ pub fn plan(
         }
         NetFault::Isolate => {
             let a = *m.first()?;
-            for &b in &m[1..] {
-                f.cut_both(&node(a), &node(b));
-            }
-            f.cut_both(&node(a), &End::Lab);
-            format!("{{I:{a}}}")
+            let (cut, glyph) = isolate(a, &m);
+            f = cut;
+            glyph
         }
         NetFault::OneWay => {
             if m.len() < 2 {
@@ -117,9 +115,23 @@ pub fn plan(
     Some((f, glyph))
 }
 
+/// The cuts and glyph that isolate node `a` from the other `members`
+/// and from the lab.
+pub fn isolate(a: usize, members: &[usize]) -> (Faults, String) {
+    let mut f = Faults::default();
+    for &b in members.iter().filter(|&&b| b != a) {
+        f.cut_both(&node(a), &node(b));
+    }
+    f.cut_both(&node(a), &End::Lab);
+    (f, format!("{{I:{a}}}"))
+}
+
 /// Puts `faults` (of the fault word `word`, glyph `glyph`) in force for
-/// `hold`, then heals them and ends `ticket`. False when the loop must stop
-/// (the run ended, or nftables failed: reported).
+/// `hold` (`applied` runs once they are), then heals them and ends
+/// `ticket`. False when the loop must stop (the run ended, or nftables
+/// failed: reported). The one copy of a network fault, for the loop,
+/// replay and log triggers.
+#[allow(clippy::too_many_arguments)]
 pub async fn net_fault_once(
     h: &Harness,
     word: &str,
@@ -127,14 +139,16 @@ pub async fn net_fault_once(
     glyph: &str,
     hold: Duration,
     ticket: super::schedule::Ticket,
+    applied: impl FnOnce(),
 ) -> bool {
-    let applied = h.cluster().apply_network(faults);
-    if let Err(e) = applied {
+    let applied_now = h.cluster().apply_network(faults);
+    if let Err(e) = applied_now {
         h.finish(Outcome::Environment(format!(
             "cannot put network fault {word} in force: {e}"
         )));
         return false;
     }
+    applied();
     h.out.event(&format!("net-{word}"), glyph);
     h.counters.net_faults.fetch_add(1, Ordering::Relaxed);
     sleep(hold).await;
@@ -177,10 +191,7 @@ pub fn from_glyph(glyph: &str, members: &[usize], flaky_percent: u8) -> Option<F
         }
         "I" => {
             let a: usize = rest.parse().ok()?;
-            for &b in members.iter().filter(|&&b| b != a) {
-                f.cut_both(&node(a), &node(b));
-            }
-            f.cut_both(&node(a), &End::Lab);
+            f = isolate(a, members).0;
             vec![a]
         }
         "O" => {
@@ -239,7 +250,7 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
                     format!("{} {glyph}", kind.word()),
                     Fault::new(kind.word(), glyph.clone()).hold(hold),
                 );
-                if !net_fault_once(&h, kind.word(), &faults, &glyph, hold, ticket).await {
+                if !net_fault_once(&h, kind.word(), &faults, &glyph, hold, ticket, || ()).await {
                     return;
                 }
             }

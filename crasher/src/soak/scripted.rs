@@ -204,7 +204,7 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             if f.kind == "pause" {
                 loops::pause_for(h, i, hold, ticket, c).await;
             } else {
-                loops::crash_and_restart(h, i, down, ticket, c).await;
+                loops::crash_and_restart(h, i, down, ticket, c, || ()).await;
             }
         }
         "crash-primary" | "pause-primary" => {
@@ -227,7 +227,7 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             if f.kind == "pause-primary" {
                 loops::pause_for(h, i, hold, ticket, c).await;
             } else {
-                loops::crash_and_restart(h, i, down, ticket, c).await;
+                loops::crash_and_restart(h, i, down, ticket, c, || ()).await;
             }
         }
         "crash-sink" => {
@@ -290,7 +290,8 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             }
             let ticket = h.schedule.force(&kind);
             record(&f);
-            super::diskfaults::power_loss_once(h, &[i], false, down, ticket).await;
+            super::diskfaults::power_loss_once(h, &[i], false, "power-loss", down, ticket, || ())
+                .await;
             drop((c, disk));
         }
         "power-loss-all" => {
@@ -302,7 +303,16 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             };
             let ticket = h.schedule.force(&kind);
             record(&f);
-            super::diskfaults::power_loss_once(h, &which, true, down, ticket).await;
+            super::diskfaults::power_loss_once(
+                h,
+                &which,
+                true,
+                "power-loss-all",
+                down,
+                ticket,
+                || (),
+            )
+            .await;
             drop((claims, disk));
         }
         k if NETWORK.contains(&k) => {
@@ -313,7 +323,7 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             };
             let ticket = h.schedule.force(&kind);
             record(&f);
-            super::netfaults::net_fault_once(h, k, &faults, &f.target, hold, ticket).await;
+            super::netfaults::net_fault_once(h, k, &faults, &f.target, hold, ticket, || ()).await;
         }
         other => skip(h, &d, &format!("fault kind {other:?} cannot be replayed")),
     }

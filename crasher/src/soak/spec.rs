@@ -49,6 +49,45 @@ pub struct SoakSpec {
     /// Network faults (`partition`, `isolate`, `one-way`, `bridge`,
     /// `flaky`; need `--network lab`), in the order given, without repeats.
     pub net: Vec<NetFault>,
+    /// Faults aimed at the sink's protocol events (`crash-at-prepare`...;
+    /// see `soak::targeted`), in the order given, without repeats.
+    pub targeted: Vec<Targeted>,
+}
+
+/// A fault word that strikes at a protocol event the sink reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Targeted {
+    /// SIGKILL the worker whose PHASE1 the sink just voted yes on, before
+    /// it hears the vote (so before its PHASE2); restart it.
+    CrashAtPrepare,
+    /// SIGSTOP that worker at that instant; SIGCONT it later.
+    PauseAtPrepare,
+    /// SIGKILL the sink once it has recorded a vote, before it sends it;
+    /// restart it.
+    CrashSinkAtPrepare,
+    /// SIGKILL the worker whose PHASE2 commit just reached the sink,
+    /// before the sink records it; restart it.
+    CrashAtCommit,
+}
+
+impl Targeted {
+    /// Every targeted fault word.
+    pub const ALL: [Targeted; 4] = [
+        Targeted::CrashAtPrepare,
+        Targeted::PauseAtPrepare,
+        Targeted::CrashSinkAtPrepare,
+        Targeted::CrashAtCommit,
+    ];
+
+    /// The word on the command line (also its fault kind).
+    pub fn word(self) -> &'static str {
+        match self {
+            Targeted::CrashAtPrepare => "crash-at-prepare",
+            Targeted::PauseAtPrepare => "pause-at-prepare",
+            Targeted::CrashSinkAtPrepare => "crash-sink-at-prepare",
+            Targeted::CrashAtCommit => "crash-at-commit",
+        }
+    }
 }
 
 /// The disk fault words.
@@ -197,6 +236,13 @@ impl SoakSpec {
                 "power-loss-all" => spec.disk.power_loss_all = true,
                 "corrupt" => spec.disk.corrupt = true,
                 "truncate" => spec.disk.truncate = true,
+                w if Targeted::ALL.iter().any(|f| f.word() == w) => {
+                    if let Some(f) = Targeted::ALL.into_iter().find(|f| f.word() == w) {
+                        if !spec.targeted.contains(&f) {
+                            spec.targeted.push(f);
+                        }
+                    }
+                }
                 w if NetFault::ALL.iter().any(|f| f.word() == w) => {
                     let f = NetFault::ALL
                         .into_iter()
@@ -298,6 +344,7 @@ impl SoakSpec {
             }
         }
         v.extend(self.net.iter().map(|f| f.word().to_owned()));
+        v.extend(self.targeted.iter().map(|f| f.word().to_owned()));
         v
     }
 }
@@ -388,6 +435,18 @@ mod tests {
         assert_eq!(s.net, NetFault::ALL.to_vec());
         assert!(parse("3").unwrap().net.is_empty());
         assert!(parse("3 oneway").is_err());
+    }
+
+    #[test]
+    fn targeted_fault_words_parse() {
+        let s = parse("3 crash-at-prepare crash1 pause-at-prepare crash-sink-at-prepare crash-at-commit crash-at-prepare")
+            .unwrap();
+        assert_eq!(s.targeted, Targeted::ALL.to_vec());
+        assert_eq!(s.crash_workers.len(), 1);
+        assert!(s
+            .fault_kinds()
+            .contains(&"crash-sink-at-prepare".to_owned()));
+        assert!(parse("3 crash-at-prepare2").is_err());
     }
 
     #[test]

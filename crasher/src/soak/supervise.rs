@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::exit;
 use crate::run::cluster::{Cluster, Settings};
 use crate::run::ports::PortBlock;
-use crate::run::profile::{Mode, Profile, VerifyMode};
+use crate::run::profile::{Mode, Profile, TriggerAction, VerifyMode};
 use crate::run::rundir::RunDir;
 use crate::run::{disk, network, rundir};
 
@@ -28,7 +28,7 @@ use super::spec::SoakSpec;
 use super::startup::start_up;
 use super::timings::{secs, Timings};
 use super::verdict::{conclude, unix_ms};
-use super::{diskfaults, harness, loops, netfaults, record, sanity};
+use super::{diskfaults, harness, loops, netfaults, record, sanity, targeted};
 
 /// Runs a soak to its verdict.
 pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
@@ -83,6 +83,36 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "crasher: crash-primary/pause-primary: profile {} cannot tell which node is the primary \
              (give it a [primary] kind, e.g. \"redis-role\"; docs/drivers.md)",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let needs = |a| profile.triggers.iter().any(|t| t.action == a);
+    if needs(TriggerAction::PowerLoss) && disk_mode(&args, &profile) != disk::DiskMode::Lossy {
+        eprintln!(
+            "crasher: profile {}: a [[trigger]] with action = \"power-loss\" needs lossy disks: \
+             add --disk lossy (or [disk] mode = \"lossy\")",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    if needs(TriggerAction::Isolate)
+        && args.network.unwrap_or(profile.network.mode) != network::NetworkMode::Lab
+    {
+        eprintln!(
+            "crasher: profile {}: a [[trigger]] with action = \"isolate\" needs --network lab",
+            profile.origin
+        );
+        return Ok(ExitCode::from(exit::USAGE));
+    }
+    let our_sink = profile.sink.program == "{crasher}"
+        && profile.sink.args.first().map(String::as_str) == Some("sink");
+    if !spec.targeted.is_empty() && !our_sink {
+        let words: Vec<&str> = spec.targeted.iter().map(|t| t.word()).collect();
+        eprintln!(
+            "crasher: {}: these faults strike at the phase events of crasher's own 2PC sink, \
+             and profile {} runs another sink (its [sink] is not `{{crasher}} sink ...`; docs/faults.md)",
+            words.join(", "),
             profile.origin
         );
         return Ok(ExitCode::from(exit::USAGE));
@@ -173,6 +203,9 @@ pub(super) fn loop_names(spec: &SoakSpec, mode: Mode) -> Vec<String> {
     for c in &spec.customs {
         v.push(format!("RUN: {c}"));
     }
+    for t in &spec.targeted {
+        v.push(format!("RUN: targeted fault loop {}", t.word()));
+    }
     for (on, name) in [
         (spec.disk.power_loss, "power-loss"),
         (spec.disk.power_loss_all, "power-loss-all"),
@@ -215,6 +248,8 @@ pub struct Prepared {
     pub inputs: BTreeMap<String, PathBuf>,
     /// Ctrl-C / SIGTERM counter.
     pub interrupts: tokio::sync::watch::Receiver<u32>,
+    /// The sink's phase events, when a targeted fault word is in use.
+    pub sink_events: Option<Arc<targeted::SinkEvents>>,
 }
 
 /// Sets up a run: run directory, transcript, input files (created when
@@ -301,6 +336,14 @@ pub async fn prepare(
         ));
         cluster.set_lab(lab);
     }
+    let sink_events = if spec.targeted.is_empty() {
+        None
+    } else {
+        let path = run.root().join(targeted::SOCKET);
+        let ev = targeted::SinkEvents::bind(&path)?;
+        cluster.set_sink_events(path);
+        Some(ev)
+    };
     let h = Arc::new(Harness::new(
         cluster,
         out,
@@ -315,6 +358,7 @@ pub async fn prepare(
         h,
         inputs,
         interrupts,
+        sink_events,
     })
 }
 
@@ -352,7 +396,11 @@ pub(super) async fn soak(
         h,
         inputs,
         mut interrupts,
+        sink_events,
     } = prepare(&args, &spec, profile, timings).await?;
+    if let Some(ev) = &sink_events {
+        tokio::spawn(Arc::clone(ev).receive(h.clone()));
+    }
     let rec = record::Recorder::start(&h);
     tokio::spawn(record::sample_loop(rec.clone(), h.clone()));
 
@@ -415,6 +463,17 @@ pub(super) async fn soak(
             }
             if !spec.net.is_empty() {
                 tasks.spawn(netfaults::run(h.clone(), spec.net.clone()));
+            }
+            // Log-event triggers and targeted words run live only: a
+            // replay fires what they did at its recorded time.
+            let triggers = h.cluster().profile().triggers.clone();
+            for (n, t) in triggers.into_iter().enumerate() {
+                tasks.spawn(super::triggers::run(h.clone(), n + 1, t));
+            }
+            if let Some(ev) = &sink_events {
+                for &word in &spec.targeted {
+                    tasks.spawn(targeted::run(h.clone(), word, Arc::clone(ev)));
+                }
             }
             for c in &spec.customs {
                 tasks.spawn(crate::recipe::soak_custom(h.clone(), c.clone()));
