@@ -115,6 +115,9 @@ pub enum Command {
     /// Run one worker of the built-in reference cluster (what the
     /// `passthrough` profile starts; same options as the `passthrough` binary).
     Passthrough(passthrough::cli::Args),
+    /// N lab hosts on this machine (network namespaces running sshd) and a
+    /// command beside them with a hosts file for --hosts (docs/hosts.md).
+    LabHosts(crate::labhosts::LabHostsArgs),
     /// Run a recipe (a single scenario) in iterations; --list shows them.
     Recipe(crate::recipe::RecipeArgs),
     /// Show a run at a glance: processes, cluster, per-key progress, verification.
@@ -235,6 +238,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::RedisSink(a)) => redis_driver::cli::run_sink(a),
         Some(Command::Passthrough(a)) => Ok(passthrough::main_with(a)),
         Some(Command::Recipe(a)) => crate::recipe::run(a),
+        Some(Command::LabHosts(a)) => crate::labhosts::run(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
         Some(Command::Stop(a)) => crate::ops::stop(a),
