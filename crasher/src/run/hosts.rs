@@ -285,7 +285,7 @@ exec 3<&0
 CRASHER_RUN_ID=$r setsid "$@" </dev/null 2>&1 &
 p=$!
 echo "$p" >"$d/pids/$n"
-( while read -r _; do :; done <&3; kill -KILL -- "-$p" ) >/dev/null 2>&1 &
+( while read -r _; do :; done <&3; kill -KILL "-$p" ) >/dev/null 2>&1 &
 w=$!
 exec 3<&-
 wait "$p"; s=$?
@@ -343,8 +343,9 @@ impl Remote {
     /// Runs `script` on the host through the master; its exit status, or
     /// why it could not run.
     pub fn run(&self, script: &str, timeout: Duration) -> Result<(), String> {
+        // Run by sh whatever the user's login shell is.
         let mut c = self.ssh();
-        c.arg(script)
+        c.arg(format!("exec sh -c {}", shell_quote(script)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
@@ -369,7 +370,7 @@ impl Remote {
         let pids = shell_quote(&self.dir.join("pids").join(name).display().to_string());
         self.run(
             &format!(
-                "p=$(cat {pids} 2>/dev/null) || exit 0; kill -{} -- \"-$p\" 2>/dev/null; true",
+                "p=$(cat {pids} 2>/dev/null) || exit 0; kill -{} \"-$p\" 2>/dev/null; true",
                 sig_name(sig)
             ),
             SIGNAL_TIMEOUT,
@@ -382,7 +383,7 @@ impl Remote {
         let dir = shell_quote(&self.dir.join("pids").display().to_string());
         self.run(
             &format!(
-                "for f in {dir}/*; do [ -f \"$f\" ] && kill -{} -- \"-$(cat \"$f\")\" 2>/dev/null; done; true",
+                "for f in {dir}/*; do [ -f \"$f\" ] && kill -{} \"-$(cat \"$f\")\" 2>/dev/null; done; true",
                 sig_name(sig)
             ),
             SIGNAL_TIMEOUT,
