@@ -118,6 +118,9 @@ pub enum Command {
     /// N lab hosts on this machine (network namespaces running sshd) and a
     /// command beside them with a hosts file for --hosts (docs/hosts.md).
     LabHosts(crate::labhosts::LabHostsArgs),
+    /// Time a crash and pause-the-world on the hosts of a hosts file, over
+    /// SSH, against the same on this machine (docs/hosts.md).
+    HostsBench(crate::hostsbench::HostsBenchArgs),
     /// Run a recipe (a single scenario) in iterations; --list shows them.
     Recipe(crate::recipe::RecipeArgs),
     /// Show a run at a glance: processes, cluster, per-key progress, verification.
@@ -239,6 +242,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Passthrough(a)) => Ok(passthrough::main_with(a)),
         Some(Command::Recipe(a)) => crate::recipe::run(a),
         Some(Command::LabHosts(a)) => crate::labhosts::run(a),
+        Some(Command::HostsBench(a)) => crate::hostsbench::run(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
         Some(Command::Stop(a)) => crate::ops::stop(a),

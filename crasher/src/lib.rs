@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod exit;
+pub mod hostsbench;
 pub mod labhosts;
 pub mod manual;
 pub mod ops;
