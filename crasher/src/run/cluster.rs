@@ -541,6 +541,11 @@ impl Cluster {
                 .env(RUN_ID_VAR, self.run.id());
             let proc = Proc::spawn_with_open_stdin(&l.name, cmd, &l.log)?;
             register(proc.pid());
+            if WORLD_STOPPED.load(Ordering::SeqCst) {
+                // Started by a task that had not yet seen the violation:
+                // stopped on its host too.
+                let _ = r.stop_when_started(&l.name);
+            }
             return Ok(Member {
                 proc,
                 starts: 1,

@@ -377,6 +377,20 @@ impl Remote {
         )
     }
 
+    /// SIGSTOPs remote process `name` once its wrapper has started it
+    /// (polls for its pgid file on the host, up to 10 s): for a process
+    /// started while the world is being stopped.
+    pub fn stop_when_started(&self, name: &str) -> Result<(), String> {
+        let f = shell_quote(&self.dir.join("pids").join(name).display().to_string());
+        self.run(
+            &format!(
+                "i=0; while [ ! -s {f} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+                 p=$(cat {f} 2>/dev/null) || exit 0; kill -STOP \"-$p\" 2>/dev/null; true"
+            ),
+            SIGNAL_TIMEOUT + Duration::from_secs(10),
+        )
+    }
+
     /// Sends `sig` to the process group of every remote process of the run
     /// on this host.
     pub fn signal_all(&self, sig: Signal) -> Result<(), String> {
