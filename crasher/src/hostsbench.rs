@@ -26,6 +26,11 @@ pub struct HostsBenchArgs {
     /// How many crashes and pauses of each kind.
     #[arg(long, default_value_t = 30)]
     pub rounds: usize,
+    /// Signal without the hosts' control shells: one SSH session (and
+    /// login shell) per signal, crasher's fallback when a control shell
+    /// failed.
+    #[arg(long)]
+    pub sessions: bool,
 }
 
 /// Runs the benchmark; prints one line per measurement.
@@ -34,6 +39,11 @@ pub fn run(a: HostsBenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&a.dir)?;
     let run_id = format!("hosts-bench-{}", std::process::id());
     let hosts = Hosts::connect(&cfg, &a.dir, &run_id)?;
+    if a.sessions {
+        for r in hosts.remotes() {
+            r.close_control_shell();
+        }
+    }
     let sleep = netlab::which("sleep").context("no sleep on PATH")?;
     let log = a.dir.join("bench.log");
     let (mut crash_local, mut crash_remote) = (Vec::new(), Vec::new());
@@ -89,9 +99,14 @@ pub fn run(a: HostsBenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "{} rounds, {} hosts (crash: SIGKILL and reaped; pause: SIGSTOP to one process group per host)",
+        "{} rounds, {} hosts, signals {} (crash: SIGKILL and reaped; pause: SIGSTOP to one process group per host)",
         a.rounds,
-        hosts.remotes().len()
+        hosts.remotes().len(),
+        if a.sessions {
+            "one ssh session each"
+        } else {
+            "through each host's control shell"
+        }
     );
     for (what, v) in [
         ("crash, local", &mut crash_local),

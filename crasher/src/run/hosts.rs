@@ -307,6 +307,88 @@ pub struct Remote {
     control: PathBuf,
     /// The run's directory on the host (`WORKDIR/RUN_ID`).
     pub dir: PathBuf,
+    /// A long-lived `sh` on the host, reading signal scripts from its
+    /// stdin (see [`ControlShell`]); `None` once it failed, then every
+    /// signal is a session of its own.
+    shell: Mutex<Option<ControlShell>>,
+}
+
+/// A `sh` on a host that runs one script per request, in a subshell, and
+/// answers `@done N`: a signal is then one write and one read on a session
+/// that is already open, not a new session with its login shell (bash
+/// sources `~/.bashrc` for each). Its local ssh client is in its own
+/// process group (not registered: pause-the-world never stops it), killed
+/// and reaped on drop; if crasher dies, its stdin ends and so does the
+/// remote `sh`.
+#[derive(Debug)]
+struct ControlShell {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    seq: u64,
+}
+
+impl ControlShell {
+    fn start(r: &Remote) -> Option<ControlShell> {
+        let mut c = r.ssh();
+        c.arg("exec sh")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let mut child = c.spawn().ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = child.stdout.take()?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ssh-control-shell".into())
+            .spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        let mut shell = ControlShell {
+            child,
+            stdin,
+            lines,
+            seq: 0,
+        };
+        shell.run("true", SIGNAL_TIMEOUT).ok()?;
+        Some(shell)
+    }
+
+    /// Runs `script` in a subshell there; Ok once it finished.
+    fn run(&mut self, script: &str, timeout: Duration) -> Result<(), String> {
+        use std::io::Write;
+        self.seq += 1;
+        let done = format!("@done {}", self.seq);
+        let line = format!("( {script}\n) </dev/null >/dev/null 2>&1; echo '{done}'\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("control shell: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == done => return Ok(()),
+                Ok(_) => {}
+                Err(_) => return Err("control shell did not answer".into()),
+            }
+        }
+    }
+}
+
+impl Drop for ControlShell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Remote {
@@ -363,12 +445,38 @@ impl Remote {
         }
     }
 
+    /// Closes the control shell: from now on every signal takes an SSH
+    /// session of its own (`crasher hosts-bench --sessions` measures that).
+    pub fn close_control_shell(&self) {
+        *self.shell.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Runs `script` through the control shell (a new session when it is
+    /// gone or fails).
+    fn run_fast(&self, script: &str, timeout: Duration) -> Result<(), String> {
+        let mut shell = self.shell.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sh) = shell.as_mut() {
+            match sh.run(script, timeout) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    eprintln!(
+                        "crasher: host {}: {e}; signals now take a session each",
+                        self.spec.name
+                    );
+                    *shell = None;
+                }
+            }
+        }
+        drop(shell);
+        self.run(script, timeout)
+    }
+
     /// Sends `sig` to the process group of remote process `name`. A
     /// process that is gone is not an error (as ESRCH locally); an SSH
     /// failure is.
     pub fn signal(&self, name: &str, sig: Signal) -> Result<(), String> {
         let pids = shell_quote(&self.dir.join("pids").join(name).display().to_string());
-        self.run(
+        self.run_fast(
             &format!(
                 "p=$(cat {pids} 2>/dev/null) || exit 0; kill -{} \"-$p\" 2>/dev/null; true",
                 sig_name(sig)
@@ -395,7 +503,7 @@ impl Remote {
     /// on this host.
     pub fn signal_all(&self, sig: Signal) -> Result<(), String> {
         let dir = shell_quote(&self.dir.join("pids").display().to_string());
-        self.run(
+        self.run_fast(
             &format!(
                 "for f in {dir}/*; do [ -f \"$f\" ] && kill -{} \"-$(cat \"$f\")\" 2>/dev/null; done; true",
                 sig_name(sig)
@@ -499,10 +607,11 @@ impl Hosts {
             let log = ssh_dir.join(format!("{}.log", spec.name));
             let mut master = Proc::spawn(&format!("ssh-master.{}", spec.name), c, &log)
                 .map_err(|e| HostsError(format!("host {}: cannot start ssh: {e}", spec.name)))?;
-            let remote = Remote {
+            let mut remote = Remote {
                 spec: spec.clone(),
                 control: control.clone(),
                 dir: spec.workdir.join(run_id),
+                shell: Mutex::new(None),
             };
             let deadline = Instant::now() + CONNECT_TIMEOUT;
             let up = procs::wait_until(deadline, || !master.is_running() || check(&remote));
@@ -525,6 +634,14 @@ impl Hosts {
                         spec.name
                     ))
                 })?;
+            let shell = ControlShell::start(&remote);
+            if shell.is_none() {
+                eprintln!(
+                    "crasher: host {}: no control shell; signals take a session each",
+                    spec.name
+                );
+            }
+            remote.shell = Mutex::new(shell);
             hosts.masters.push(master);
             hosts.remotes.push(Arc::new(remote));
         }
