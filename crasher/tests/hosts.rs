@@ -472,3 +472,59 @@ fn sigkill_of_crasher_leaves_no_process_on_any_host() {
     run.wait(Duration::from_secs(20));
     let _ = std::io::stderr().flush();
 }
+
+/// Bad hosts files and unreachable hosts are usage or environment errors
+/// (exit 2) that name the file and field, or the host, before anything
+/// starts; no lab needed.
+#[test]
+fn a_bad_hosts_file_or_an_unreachable_host_is_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let run = |file: &str, extra: &[&str]| {
+        let p = t.path().join("hosts.toml");
+        std::fs::write(&p, file).unwrap();
+        let out = crasher()
+            .args(["3", "crash1", "--duration", "10s", "--hosts"])
+            .arg(&p)
+            .arg("--runs")
+            .arg(t.path().join("runs"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(
+        "control_address = \"127.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"db.example\"\nworkdir = \"/tmp\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("hosts.toml: host[0] (a): field `address`"),
+        "{err}"
+    );
+    let (code, err) = run(
+        "control_address = \"127.0.0.1\"\n[[host]]\nnme = \"a\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("hosts.toml") && err.contains("nme"), "{err}");
+    let good =
+        "control_address = \"127.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"127.0.0.1\"\n\
+                port = 1\nworkdir = \"/tmp\"\nssh_args = [\"-F\", \"/dev/null\"]\n";
+    let (code, err) = run(good, &["--network", "lab"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("does not combine with"), "{err}");
+    if netlab::which("ssh").is_none() {
+        eprintln!("skipped the unreachable host: no ssh");
+        return;
+    }
+    // Nothing listens on port 1: the master connection fails at once.
+    let (code, err) = run(good, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("host a (127.0.0.1): no SSH connection"),
+        "{err}"
+    );
+}
