@@ -40,6 +40,10 @@ pub struct LabHostsArgs {
     /// them) until stdin reaches end-of-file: for tests that inspect them.
     #[arg(long)]
     pub hold: bool,
+    /// NAME=VALUE in every host's `env` (repeatable): e.g.
+    /// `CRASHER_NATS_SERVER=/path/to/nats-server`.
+    #[arg(long = "host-env", value_name = "NAME=VALUE")]
+    pub host_env: Vec<String>,
     /// The command to run beside the hosts, e.g.
     /// `crasher 3 crash1 --hosts DIR/hosts.toml`.
     #[arg(last = true, required = true)]
@@ -70,6 +74,17 @@ pub fn run(a: LabHostsArgs) -> anyhow::Result<ExitCode> {
     // Outside: re-executed in namespaces of its own; this returns its code.
     if let Some(code) = network::enter(NetworkMode::Lab, &[]) {
         return Ok(code);
+    }
+    let mut env_table = String::new();
+    for kv in &a.host_env {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("lab-hosts: --host-env {kv:?} is not NAME=VALUE");
+        };
+        write!(
+            env_table,
+            "{}{k:?} = {v:?}",
+            if env_table.is_empty() { "" } else { ", " }
+        )?;
     }
     std::fs::create_dir_all(&a.dir).with_context(|| format!("{}", a.dir.display()))?;
     let dir = a.dir.canonicalize()?;
@@ -125,7 +140,8 @@ pub fn run(a: LabHostsArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             hosts_toml,
             "\n[[host]]\nname = \"{name}\"\ndestination = \"{addr}\"\nidentity = \"client_key\"\n\
-             known_hosts = \"known_hosts\"\nworkdir = \"{}\"\nssh_args = [\"-F\", \"/dev/null\"]",
+             known_hosts = \"known_hosts\"\nworkdir = \"{}\"\nssh_args = [\"-F\", \"/dev/null\"]\n\
+             env = {{ {env_table} }}",
             hdir.join("work").display()
         )?;
     }

@@ -58,6 +58,11 @@ struct LabRun {
 
 impl LabRun {
     fn start(soak: &[&str], hold: bool) -> LabRun {
+        LabRun::start_with(soak, hold, &[])
+    }
+
+    /// `lab_args` go to lab-hosts (e.g. `--host-env K=V`).
+    fn start_with(soak: &[&str], hold: bool, lab_args: &[String]) -> LabRun {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let mut c = crasher();
@@ -65,6 +70,7 @@ impl LabRun {
         if hold {
             c.arg("--hold");
         }
+        c.args(lab_args);
         c.arg("--")
             .arg(BIN)
             .args(soak)
@@ -527,4 +533,77 @@ fn a_bad_hosts_file_or_an_unreachable_host_is_exit_2() {
         err.contains("host a (127.0.0.1): no SSH connection"),
         "{err}"
     );
+}
+
+/// The nats-server binary, as crasher/tests/nats.rs finds it.
+fn nats_server() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("CRASHER_NATS_SERVER") {
+        candidates.push(p.into());
+    }
+    candidates.push(root.join(".venv-nats/bin/nats-server"));
+    candidates.push("/usr/sbin/nats-server".into());
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("nats-server")));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+}
+
+/// NATS JetStream across the three hosts (one nats-server per host, the
+/// JetStream cluster's routes between them), with crashes and pauses over
+/// SSH: holds. Skipped, like crasher/tests/nats.rs, without nats-server.
+#[test]
+fn nats_jetstream_across_three_hosts_holds() {
+    let Some(server) = nats_server() else {
+        eprintln!("SKIPPED: no nats-server binary; run .ci/install-nats to run it");
+        return;
+    };
+    if !lab_available() {
+        return;
+    }
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../env/nats-jetstream.toml");
+    let profile = profile.display().to_string();
+    let mut run = LabRun::start_with(
+        &[
+            "3",
+            "crash1",
+            "pause",
+            "--env",
+            &profile,
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "200000",
+            "--rate",
+            "5000",
+            "--duration",
+            "30s",
+            "--on-failure",
+            "kill",
+            // As in nats.rs: this is about holding, not coverage.
+            "--min-observed",
+            "0",
+        ],
+        false,
+        &[
+            "--host-env".into(),
+            format!("CRASHER_NATS_SERVER={}", server.display()),
+        ],
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(0), "{out}");
+    let id = run_id(&run.stdout()).unwrap();
+    let logs = run.dir.join("runs").join(&id).join("logs");
+    let w1 = std::fs::read_to_string(logs.join("worker1.log")).unwrap();
+    assert!(
+        w1.contains("Listening for client connections on 198.18.0.11:"),
+        "{w1}"
+    );
+    let glyphs = fault_glyphs(&run.stdout());
+    assert!(saw(&glyphs, "c1"), "{glyphs:?}");
 }

@@ -77,6 +77,10 @@ pub struct HostEntry {
     /// `["-F", "/dev/null"]`).
     #[serde(default)]
     pub ssh_args: Vec<String>,
+    /// Environment variables for every process started on the host (e.g.
+    /// `CRASHER_NATS_SERVER`); ssh passes none of this machine's.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// A bad hosts file, with the file and the field.
@@ -118,6 +122,8 @@ pub struct HostSpec {
     pub workdir: PathBuf,
     /// `crasher` on the host, if not at the local path.
     pub crasher: Option<PathBuf>,
+    /// `NAME=VALUE` for every process started there.
+    pub env: Vec<String>,
 }
 
 impl HostsConfig {
@@ -245,6 +251,16 @@ impl HostsConfig {
                 ]);
             }
             opts.extend(["-o".into(), "BatchMode=yes".into()]);
+            let mut env = Vec::new();
+            for (k, v) in &h.env {
+                let ok = !k.is_empty()
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    return Err(err(i, name, "env", format!("{k:?} is not a variable name")));
+                }
+                env.push(format!("{k}={v}"));
+            }
             hosts.push(HostSpec {
                 name: name.to_owned(),
                 address,
@@ -252,6 +268,7 @@ impl HostsConfig {
                 ssh_options: opts,
                 workdir: h.workdir.clone(),
                 crasher: h.crasher.clone(),
+                env,
             });
         }
         let placement = if file.placement.is_empty() {
@@ -416,8 +433,13 @@ impl Remote {
             shell_quote(&self.dir.display().to_string()),
             shell_quote(name),
             shell_quote(run_id),
-            shell_quote(&program.display().to_string()),
         ];
+        if !self.spec.env.is_empty() {
+            // `env` executes the program: its pid is still the group's.
+            words.push("env".into());
+            words.extend(self.spec.env.iter().map(|kv| shell_quote(kv)));
+        }
+        words.push(shell_quote(&program.display().to_string()));
         words.extend(args.iter().map(|a| shell_quote(a)));
         words.join(" ")
     }
@@ -734,6 +756,18 @@ mod tests {
             .windows(2)
             .any(|w| w == ["-p", "2222"]));
         assert!(c.hosts[0].ssh_options.iter().any(|o| o == "BatchMode=yes"));
+        let c = parse(
+            "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\n\
+             workdir = \"/w\"\nenv = { X_Y = \"1 2\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.hosts[0].env, vec!["X_Y=1 2".to_owned()]);
+        let e = parse(
+            "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\n\
+             workdir = \"/w\"\nenv = { \"A-B\" = \"1\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("field `env`"), "{e}");
     }
 
     #[test]
