@@ -302,7 +302,7 @@ exec 3<&0
 CRASHER_RUN_ID=$r setsid "$@" </dev/null 2>&1 &
 p=$!
 echo "$p" >"$d/pids/$n"
-( while read -r _; do :; done <&3; kill -KILL "-$p" ) >/dev/null 2>&1 &
+( while read -r _; do :; done <&3; kill -KILL "-$p" || kill -KILL "$p" ) >/dev/null 2>&1 &
 w=$!
 exec 3<&-
 wait "$p"; s=$?
@@ -500,8 +500,8 @@ impl Remote {
         let pids = shell_quote(&self.dir.join("pids").join(name).display().to_string());
         self.run_fast(
             &format!(
-                "p=$(cat {pids} 2>/dev/null) || exit 0; kill -{} \"-$p\" 2>/dev/null; true",
-                sig_name(sig)
+                "p=$(cat {pids} 2>/dev/null) || exit 0; kill -{s} \"-$p\" 2>/dev/null || kill -{s} \"$p\" 2>/dev/null; true",
+                s = sig_name(sig)
             ),
             SIGNAL_TIMEOUT,
         )
@@ -515,7 +515,7 @@ impl Remote {
         self.run(
             &format!(
                 "i=0; while [ ! -s {f} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
-                 p=$(cat {f} 2>/dev/null) || exit 0; kill -STOP \"-$p\" 2>/dev/null; true"
+                 p=$(cat {f} 2>/dev/null) || exit 0; kill -STOP \"-$p\" 2>/dev/null || kill -STOP \"$p\" 2>/dev/null; true"
             ),
             SIGNAL_TIMEOUT + Duration::from_secs(10),
         )
@@ -527,8 +527,8 @@ impl Remote {
         let dir = shell_quote(&self.dir.join("pids").display().to_string());
         self.run_fast(
             &format!(
-                "for f in {dir}/*; do [ -f \"$f\" ] && kill -{} \"-$(cat \"$f\")\" 2>/dev/null; done; true",
-                sig_name(sig)
+                "for f in {dir}/*; do [ -f \"$f\" ] && p=$(cat \"$f\") && {{ kill -{s} \"-$p\" 2>/dev/null || kill -{s} \"$p\" 2>/dev/null; }}; done; true",
+                s = sig_name(sig)
             ),
             SIGNAL_TIMEOUT,
         )
@@ -805,35 +805,70 @@ mod tests {
     #[test]
     fn the_wrapper_kills_its_group_when_stdin_ends() {
         // The wrapper itself, run locally by sh (no ssh): its child must
-        // die when the wrapper's stdin reaches end-of-file.
+        // die when the wrapper's stdin reaches end-of-file, also when that
+        // comes at once after the start, before `setsid` made the group
+        // (which once left the child running and the wrapper waiting).
         let dir = tempfile::tempdir().unwrap();
+        for round in 0..30 {
+            let name = format!("w{round}");
+            let mut c = Command::new("sh");
+            c.args(["-c", WRAPPER, "crasher-wrap"])
+                .arg(dir.path())
+                .args([name.as_str(), "RID", "sleep", "1000"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let mut child = c.spawn().unwrap();
+            let pidfile = dir.path().join("pids").join(&name);
+            let started = procs::wait_until(Instant::now() + Duration::from_secs(10), || {
+                std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+            });
+            let pid: Option<u32> = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            drop(child.stdin.take());
+            let ended = procs::wait_until(Instant::now() + Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            // Whatever happened, nothing is left behind.
+            let _ = child.kill();
+            let _ = child.wait();
+            if let Some(p) = pid {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+            assert!(started, "round {round}: no pgid file");
+            assert!(
+                ended,
+                "round {round}: the wrapper did not end at end-of-file"
+            );
+            let pid = pid.unwrap();
+            assert!(
+                procs::stat::stat(pid).map_or(true, |s| s.dead()),
+                "round {round}: the child survived"
+            );
+        }
+        // The child carries CRASHER_RUN_ID (the wrapper does not).
         let mut c = Command::new("sh");
         c.args(["-c", WRAPPER, "crasher-wrap"])
             .arg(dir.path())
-            .args(["w", "RID", "sleep", "1000"])
+            .args(["env", "RID", "sleep", "1000"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null());
         let mut child = c.spawn().unwrap();
-        let pidfile = dir.path().join("pids/w");
-        assert!(procs::wait_until(
-            Instant::now() + Duration::from_secs(10),
-            || { std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok()) }
-        ));
-        let pid: u32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(
-            procs::belongs_to_run(pid, "RID"),
-            "the child carries CRASHER_RUN_ID"
-        );
+        let pidfile = dir.path().join("pids/env");
+        let mut pid = None;
+        procs::wait_until(Instant::now() + Duration::from_secs(10), || {
+            pid = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            pid.is_some_and(|p| procs::belongs_to_run(p, "RID"))
+        });
+        let carries = pid.is_some_and(|p| procs::belongs_to_run(p, "RID"));
+        let wrapper_carries = procs::belongs_to_run(child.id(), "RID");
         drop(child.stdin.take());
-        let st = child.wait().unwrap();
-        assert!(!st.success());
-        assert!(procs::wait_until(
-            Instant::now() + Duration::from_secs(5),
-            || { procs::stat::stat(pid).map_or(true, |s| s.dead()) }
-        ));
+        let _ = child.wait();
+        assert!(carries, "the child carries CRASHER_RUN_ID");
+        assert!(!wrapper_carries, "the wrapper does not");
     }
 }
