@@ -130,6 +130,12 @@ pub enum Command {
     /// Run one worker of the built-in reference cluster (what the
     /// `passthrough` profile starts; same options as the `passthrough` binary).
     Passthrough(passthrough::cli::Args),
+    /// N lab hosts on this machine (network namespaces running sshd) and a
+    /// command beside them with a hosts file for --hosts (docs/hosts.md).
+    LabHosts(crate::labhosts::LabHostsArgs),
+    /// Time a crash and pause-the-world on the hosts of a hosts file, over
+    /// SSH, against the same on this machine (docs/hosts.md).
+    HostsBench(crate::hostsbench::HostsBenchArgs),
     /// Run a recipe (a single scenario) in iterations; --list shows them.
     Recipe(crate::recipe::RecipeArgs),
     /// Run a recorded soak again: same arguments and seed, its recorded
@@ -259,6 +265,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Recipe(a)) => crate::recipe::run(a),
         Some(Command::Replay(a)) => crate::replay::run_replay(a),
         Some(Command::Shrink(a)) => crate::replay::shrink::run_shrink(a),
+        Some(Command::LabHosts(a)) => crate::labhosts::run(a),
+        Some(Command::HostsBench(a)) => crate::hostsbench::run(a),
         Some(Command::Status(a)) => crate::ops::status(a),
         Some(Command::Reset(a)) => crate::ops::reset(a),
         Some(Command::Stop(a)) => crate::ops::stop(a),

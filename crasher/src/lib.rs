@@ -9,6 +9,8 @@
 
 pub mod cli;
 pub mod exit;
+pub mod hostsbench;
+pub mod labhosts;
 pub mod manual;
 pub mod ops;
 pub mod recipe;

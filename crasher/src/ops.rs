@@ -150,7 +150,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(name, r)| {
                 serde_json::json!({"name": name, "role": r.role, "pid": r.pid, "state": r.state(),
-                    "restarts": r.starts.saturating_sub(1), "ports": r.ports})
+                    "restarts": r.starts.saturating_sub(1), "ports": r.ports,
+                    "host": r.host.as_deref().unwrap_or("local")})
             })
             .collect();
         let keys: Vec<serde_json::Value> = feeders
@@ -193,18 +194,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         st.profile
     );
     println!(
-        "\n{:<12} {:<10} {:>8} {:<8} {:>8}  PORTS",
-        "PROCESS", "ROLE", "PID", "STATE", "RESTARTS"
+        "\n{:<12} {:<10} {:>8} {:<8} {:>8} {:<10} PORTS",
+        "PROCESS", "ROLE", "PID", "STATE", "RESTARTS", "HOST"
     );
     for (name, r) in &st.processes {
         let ports: Vec<String> = r.ports.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
-            "{:<12} {:<10} {:>8} {:<8} {:>8}  {}",
+            "{:<12} {:<10} {:>8} {:<8} {:>8} {:<10} {}",
             name,
             r.role,
             r.pid,
             r.state(),
             r.starts.saturating_sub(1),
+            r.host.as_deref().unwrap_or("local"),
             ports.join(" ")
         );
     }

@@ -229,7 +229,7 @@ fn a_script_drives_a_run_step_by_step() {
     );
     assert_eq!(
         field_names(process(&st, "worker1").unwrap()),
-        ["name", "pid", "ports", "restarts", "role", "state"]
+        ["host", "name", "pid", "ports", "restarts", "role", "state"]
     );
     assert_eq!(
         field_names(key(&st, "A")),

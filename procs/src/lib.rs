@@ -101,13 +101,22 @@ impl Proc {
     /// stopping it (even by SIGKILL): see the crate doc. A process that must
     /// outlive this one is started with [`Proc::spawn_detachable`].
     pub fn spawn(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
-        Proc::spawn_with(name, cmd, log, true)
+        Proc::spawn_with(name, cmd, log, true, false)
+    }
+
+    /// Like [`Proc::spawn`], but the child's stdin is a pipe whose write end
+    /// this `Proc` holds, unwritten, until it is dropped: the child reads
+    /// end-of-file exactly when this `Proc` or this whole process is gone.
+    /// `ssh` forwards that end-of-file to the remote side, whose wrapper
+    /// kills the remote process group on it (`--hosts`).
+    pub fn spawn_with_open_stdin(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
+        Proc::spawn_with(name, cmd, log, true, true)
     }
 
     /// Like [`Proc::spawn`], but the child does not die with this process:
     /// for processes that are handed off with [`Proc::detach`].
     pub fn spawn_detachable(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
-        Proc::spawn_with(name, cmd, log, false)
+        Proc::spawn_with(name, cmd, log, false, false)
     }
 
     fn spawn_with(
@@ -115,6 +124,7 @@ impl Proc {
         mut cmd: Command,
         log: &Path,
         die_with_parent: bool,
+        open_stdin: bool,
     ) -> Result<Proc, ProcError> {
         let out = open_log(log)?;
         let err = out.try_clone().map_err(|source| ProcError::Log {
@@ -122,7 +132,11 @@ impl Proc {
             source,
         })?;
         cmd.process_group(0)
-            .stdin(Stdio::null())
+            .stdin(if open_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
         let program = cmd.get_program().to_string_lossy().into_owned();

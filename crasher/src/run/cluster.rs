@@ -12,13 +12,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use procs::{describe_status, Proc, RUN_ID_VAR};
 
+use super::hosts::{Hosts, Remote};
 use super::ports::PortBlock;
 use super::profile::{Profile, Vars};
 use super::rundir::RunDir;
@@ -66,6 +67,9 @@ pub fn signal_registered(sig: Signal) {
     for pid in registered() {
         let _ = killpg(Pid::from_raw(pid), sig);
     }
+    // `--hosts`: every remote process group, over each host's master
+    // connection, all hosts at once.
+    super::hosts::signal_every_host(sig);
 }
 
 /// SIGKILLs every process group crasher started and has not reaped: the
@@ -83,13 +87,65 @@ pub struct Member {
     proc: Proc,
     /// How many times it was (re)started.
     pub starts: u32,
+    /// `--hosts`: the host it runs on; `proc` is then the local `ssh`
+    /// client of its session.
+    remote: Option<Arc<Remote>>,
 }
+
+/// How long a remote process's session may take to end after its process
+/// group was killed.
+const REMOTE_EXIT: Duration = Duration::from_secs(5);
 
 impl Member {
     /// SIGTERM, up to `grace` for it to exit, then SIGKILL; reaped.
     /// Blocks: call it off the async runtime's threads.
     pub fn terminate(mut self, grace: Duration) {
-        let _ = self.proc.terminate(grace);
+        if self.remote.is_some() && self.proc.is_running() {
+            self.signal(Signal::SIGCONT);
+            self.signal(Signal::SIGTERM);
+            if self
+                .proc
+                .wait_deadline(std::time::Instant::now() + grace)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.kill();
+    }
+
+    /// Sends `sig` to its process group (and, on a host, to the remote
+    /// process group, over the master connection).
+    pub fn signal(&self, sig: Signal) {
+        let _ = self.proc.signal(sig);
+        if let Some(r) = &self.remote {
+            if let Err(e) = r.signal(self.proc.name(), sig) {
+                if sig != Signal::SIGCONT {
+                    eprintln!("crasher: {sig} to {}: {e}", self.proc.name());
+                }
+            }
+        }
+    }
+
+    /// SIGKILLs it and reaps it. On a host, the remote process group is
+    /// killed first and its session is waited for (the wrapper exits once
+    /// the killed process is reaped there), so a restart never races the
+    /// old process for its ports.
+    pub fn kill(&mut self) -> io::Result<std::process::ExitStatus> {
+        if let Some(r) = &self.remote {
+            if self.proc.is_running() {
+                let _ = r.signal(self.proc.name(), Signal::SIGKILL);
+                let _ = self
+                    .proc
+                    .wait_deadline(std::time::Instant::now() + REMOTE_EXIT);
+            }
+        }
+        self.proc.kill()
+    }
+
+    /// The host it runs on, if not this machine.
+    pub fn host(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.spec.name.as_str())
     }
 }
 
@@ -209,6 +265,10 @@ pub struct Cluster {
     /// The supervisor's socket for the sink's phase events (`--events`),
     /// when a targeted fault word is in use.
     sink_events: Option<PathBuf>,
+    /// `--hosts`: the hosts workers run on, with their master connections;
+    /// after the processes, so it is dropped (the connections closed) after
+    /// them.
+    hosts: Option<Hosts>,
     /// `--network lab`: the lab, whose nodes the workers run in. Last, so
     /// it is dropped (its holders killed) after every process.
     lab: Option<netlab::Lab>,
@@ -235,6 +295,7 @@ impl Cluster {
             done_feeders: BTreeSet::new(),
             disks: None,
             sink_events: None,
+            hosts: None,
             lab: None,
         })
     }
@@ -292,8 +353,17 @@ impl Cluster {
         applied
     }
 
-    /// The address worker `i` listens on: its node's in a lab, else loopback.
+    /// `--hosts`: from now on workers run on these hosts.
+    pub fn set_hosts(&mut self, hosts: Hosts) {
+        self.hosts = Some(hosts);
+    }
+
+    /// The address worker `i` listens on: its host's with `--hosts`, its
+    /// node's in a lab, else loopback.
     pub fn worker_host(&self, i: usize) -> std::net::Ipv4Addr {
+        if let Some(h) = &self.hosts {
+            return h.of_worker(i).spec.address;
+        }
         match &self.lab {
             Some(_) => netlab::node_addr(i as u8),
             None => std::net::Ipv4Addr::LOCALHOST,
@@ -302,6 +372,9 @@ impl Cluster {
 
     /// The address of the sink and feeders: the lab's, else loopback.
     pub fn lab_host(&self) -> std::net::Ipv4Addr {
+        if let Some(h) = &self.hosts {
+            return h.control();
+        }
         match &self.lab {
             Some(_) => netlab::LAB_ADDR,
             None => std::net::Ipv4Addr::LOCALHOST,
@@ -469,6 +542,25 @@ impl Cluster {
     }
 
     fn spawn(&self, l: &Launch) -> Result<Member, ClusterError> {
+        if let Some(r) = self.remote_of(&l.name) {
+            // A worker on a host: an ssh session through the host's master
+            // connection, running the remote wrapper (see `run::hosts`).
+            let mut cmd = r.ssh();
+            cmd.arg(r.wrapped(&l.name, self.run.id(), &l.program, &l.args))
+                .env(RUN_ID_VAR, self.run.id());
+            let proc = Proc::spawn_with_open_stdin(&l.name, cmd, &l.log)?;
+            register(proc.pid());
+            if WORLD_STOPPED.load(Ordering::SeqCst) {
+                // Started by a task that had not yet seen the violation:
+                // stopped on its host too.
+                let _ = r.stop_when_started(&l.name);
+            }
+            return Ok(Member {
+                proc,
+                starts: 1,
+                remote: Some(r.clone()),
+            });
+        }
         let cmd = match self.lab.as_ref().filter(|lab| lab.node(&l.name).is_some()) {
             // A worker of a lab run: started inside its node's namespace.
             Some(lab) => {
@@ -482,7 +574,27 @@ impl Cluster {
         };
         let proc = Proc::spawn(&l.name, cmd, &l.log)?;
         register(proc.pid());
-        Ok(Member { proc, starts: 1 })
+        Ok(Member {
+            proc,
+            starts: 1,
+            remote: None,
+        })
+    }
+
+    /// `--hosts`: the host process `name` runs on (workers only).
+    fn remote_of(&self, name: &str) -> Option<&Arc<Remote>> {
+        let h = self.hosts.as_ref()?;
+        crate::soak::spec::worker_index(name).map(|i| h.of_worker(i))
+    }
+
+    /// Worker `i`'s state directory: on its host with `--hosts`, else in
+    /// the run directory.
+    fn worker_state(&self, i: usize) -> PathBuf {
+        let name = worker_name(i);
+        match self.remote_of(&name) {
+            Some(r) => r.dir.join("state").join(&name),
+            None => self.run.worker_state(&name),
+        }
     }
 
     /// Starts `l` detached: the process outlives this `Cluster` and the
@@ -544,7 +656,7 @@ impl Cluster {
         let mut v = self.base_vars();
         v.set("name", name.clone())
             .set("index", i.to_string())
-            .set("state", self.run.worker_state(&name).display().to_string())
+            .set("state", self.worker_state(i).display().to_string())
             .set("host", self.worker_host(i).to_string())
             .set("in", self.waddr(i, p.source))
             .set("external", self.waddr(i, p.external))
@@ -552,7 +664,9 @@ impl Cluster {
             .set("data", self.waddr(i, p.data))
             .set("my_control", self.waddr(i, p.my_control))
             .set("my_data", self.waddr(i, p.my_data));
-        fs::create_dir_all(self.run.worker_state(&name))?;
+        if self.hosts.is_none() {
+            fs::create_dir_all(self.run.worker_state(&name))?;
+        }
         let mut templates = w.args.clone();
         templates.extend(if i == 0 {
             w.initializer_args.clone()
@@ -566,7 +680,14 @@ impl Cluster {
             templates.extend(w.inject_args.clone());
         }
         let args = self.fill(&v, &templates)?;
-        let program = self.resolve("worker", &w.program, &w.search_paths)?;
+        let mut program = self.resolve("worker", &w.program, &w.search_paths)?;
+        if let Some(c) = self
+            .remote_of(&name)
+            .and_then(|r| r.spec.crasher.as_ref())
+            .filter(|_| program == self.crasher)
+        {
+            program = c.clone();
+        }
         Ok(Launch {
             log: self.run.worker_log(&name),
             name,
@@ -642,10 +763,9 @@ impl Cluster {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
-            processes.insert(
-                worker_name(*i),
-                super::state::record("worker", m.proc.pid(), m.starts, ports),
-            );
+            let mut r = super::state::record("worker", m.proc.pid(), m.starts, ports);
+            r.host = m.host().map(str::to_owned);
+            processes.insert(worker_name(*i), r);
         }
         for (k, m) in &self.feeders {
             processes.insert(
@@ -816,7 +936,7 @@ impl Cluster {
     /// Sends `sig` to worker `i`'s process group.
     pub fn signal_worker(&self, i: usize, sig: Signal) {
         if let Some(m) = self.workers.get(&i) {
-            let _ = m.proc.signal(sig);
+            m.signal(sig);
         }
     }
 
@@ -828,7 +948,7 @@ impl Cluster {
             .chain(self.workers.values())
             .chain(self.feeders.values());
         for m in members {
-            let _ = m.proc.signal(sig);
+            m.signal(sig);
         }
     }
 
@@ -865,7 +985,7 @@ fn kill_running(m: Option<&mut Member>, who: String) -> Result<(), ClusterError>
             if !m.proc.is_running() {
                 return Err(ClusterError::NotRunning(who));
             }
-            m.proc.kill()?;
+            m.kill()?;
             Ok(())
         }
         None => Err(ClusterError::NotRunning(who)),

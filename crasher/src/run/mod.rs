@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod disk;
+pub mod hosts;
 pub mod network;
 pub mod ports;
 pub mod profile;

@@ -29,6 +29,10 @@ pub struct ProcRecord {
     /// Its ports by role.
     #[serde(default)]
     pub ports: BTreeMap<String, u16>,
+    /// `--hosts`: the host it runs on (its `pid` is then the local `ssh`
+    /// client's); absent for a process on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl ProcRecord {
@@ -158,5 +162,6 @@ pub fn record(role: &str, pid: u32, starts: u32, ports: BTreeMap<String, u16>) -
         start_time: procs::start_time(pid),
         starts,
         ports,
+        host: None,
     }
 }

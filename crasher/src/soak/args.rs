@@ -79,6 +79,12 @@ pub struct SoakArgs {
     /// docs/network.md).
     #[arg(long, env = "CRASHER_NETWORK", value_enum, value_name = "MODE")]
     pub network: Option<network::NetworkMode>,
+    /// Run the workers on other machines over SSH: a TOML hosts file (one
+    /// `[[host]]` per machine: destination, port, user, identity, workdir;
+    /// workers placed round-robin, sink and feeders stay here; see
+    /// docs/hosts.md).
+    #[arg(long, env = "CRASHER_HOSTS", value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
     /// Override a loop timing: NAME=SECONDS (repeatable, or comma-separated).
     #[arg(long = "timing", env = "CRASHER_TIMINGS", value_name = "NAME=SECONDS")]
     pub timings: Vec<String>,

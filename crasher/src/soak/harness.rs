@@ -148,12 +148,15 @@ impl Harness {
             return;
         }
         self.finished.store(true, Ordering::SeqCst);
+        // Taken before the world is stopped, so "N ms after detection"
+        // counts the stop itself (with `--hosts`, a round trip per host).
+        let decided = Instant::now();
         if matches!(outcome, Outcome::Violation { .. }) && self.on_failure == OnFailure::Pause {
             super::freeze::stop_the_world();
         }
         // The live status line gives the screen back to plain lines.
         self.out.end_live();
-        *slot = Some((outcome, Instant::now()));
+        *slot = Some((outcome, decided));
         drop(slot);
         self.done.notify_waiters();
         self.done.notify_one();

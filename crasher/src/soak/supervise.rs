@@ -135,6 +135,20 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let net_words: Vec<&str> = spec.net.iter().map(|f| f.word()).collect();
+    if let Some(file) = &args.hosts {
+        if let Err(e) = crate::run::hosts::HostsConfig::load(file) {
+            eprintln!("crasher: --hosts: {e}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+        let lab = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
+        if lab || !net_words.is_empty() || disk_mode(&args, &profile) == disk::DiskMode::Lossy {
+            eprintln!(
+                "crasher: --hosts runs workers on other machines: it does not combine with \
+                 --network lab, network faults or --disk lossy (yet; docs/hosts.md)"
+            );
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    }
     if let Some(code) = network::enter(args.network.unwrap_or(profile.network.mode), &net_words) {
         return Ok(code);
     }
@@ -288,6 +302,26 @@ pub async fn prepare(
     let lab_mode = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
     let observable = !spec.no_sanity && profile.mode == Mode::Connector;
     let mut cluster = Cluster::new(profile, run.clone(), ports, settings)?;
+    if let Some(file) = &args.hosts {
+        let cfg = crate::run::hosts::HostsConfig::load(file)?;
+        let hosts =
+            crate::run::hosts::Hosts::connect(&cfg, run.root(), &run_id).context("--hosts")?;
+        out.line(&format!(
+            "Hosts: {} (workers placed {}; sink and feeders here, at {})",
+            cfg.hosts
+                .iter()
+                .map(|h| format!("{} {}", h.name, h.address))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cfg.placement
+                .iter()
+                .map(|&i| cfg.hosts[i].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            cfg.control
+        ));
+        cluster.set_hosts(hosts);
+    }
     let schedule = Schedule::new(
         ScheduleConfig {
             mode: args.schedule,

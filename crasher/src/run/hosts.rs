@@ -1,0 +1,874 @@
+//! `--hosts FILE`: workers on other machines over SSH (see docs/hosts.md).
+//!
+//! One OpenSSH master connection per host (`ssh -M -N -S RUN/ssh/N`,
+//! `BatchMode=yes`), started when the run starts and closed with
+//! `ssh -O exit` at teardown; every remote process and every signal is a
+//! session on it, so a fault is a round trip, not a new handshake. crasher
+//! drives the `ssh` binary itself (no `openssh` crate): the local ssh
+//! processes are then ordinary [`procs::Proc`]s, with their process group,
+//! log file, reaping, kill-on-drop and parent-death signal, like every
+//! other child of a run, and the user's own ssh setup (agent, config,
+//! known hosts) applies unchanged.
+//!
+//! A remote process runs under [`WRAPPER`], a `sh -c` one-liner: it starts
+//! the program with `setsid` (its own session and process group) carrying
+//! `CRASHER_RUN_ID`, in `WORKDIR/RUN_ID`, writes its process-group id to
+//! `WORKDIR/RUN_ID/pids/NAME`, and kills that group with SIGKILL when its
+//! SSH session's stdin reaches end-of-file, which happens when the local
+//! `ssh` client, the master connection or crasher itself dies (the local
+//! client's stdin is a pipe crasher holds open and never writes). Signals
+//! go to the remote process group by a `kill` over the master connection.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use procs::{Proc, RUN_ID_VAR};
+
+/// The hosts file, as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsFile {
+    /// The control machine's address as the hosts reach it: the sink
+    /// listens there (`{sink}`, `{host}` of the sink and feeders).
+    pub control_address: Ipv4Addr,
+    /// Host names in the order workers are placed on them: worker N goes
+    /// on `placement[N % len]`. Default: every host, in file order.
+    #[serde(default)]
+    pub placement: Vec<String>,
+    /// The hosts (`[[host]]`).
+    #[serde(default)]
+    pub host: Vec<HostEntry>,
+}
+
+/// One `[[host]]` of the hosts file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    /// The host's name in placement, messages and `crasher status`.
+    pub name: String,
+    /// What `ssh` connects to (`HOST` or `USER@HOST`).
+    pub destination: String,
+    /// The SSH port (`ssh -p`).
+    pub port: Option<u16>,
+    /// The remote user (`ssh -l`).
+    pub user: Option<String>,
+    /// The private key (`ssh -i`, with `IdentitiesOnly=yes`); relative to
+    /// the hosts file's directory.
+    pub identity: Option<PathBuf>,
+    /// A known_hosts file holding this host's key (`UserKnownHostsFile`,
+    /// with `StrictHostKeyChecking=yes`); relative to the hosts file's
+    /// directory. Default: the user's own known hosts.
+    pub known_hosts: Option<PathBuf>,
+    /// The address the host's workers listen on and are reached at.
+    /// Default: the destination's host part, when it is an IPv4 address.
+    pub address: Option<Ipv4Addr>,
+    /// An absolute directory on the host; the run's state lives in
+    /// `WORKDIR/RUN_ID` there.
+    pub workdir: PathBuf,
+    /// The `crasher` binary's path on the host, where the profile says
+    /// `{crasher}`. Default: the same absolute path as on this machine.
+    pub crasher: Option<PathBuf>,
+    /// More `ssh` arguments, put before the destination (e.g.
+    /// `["-F", "/dev/null"]`).
+    #[serde(default)]
+    pub ssh_args: Vec<String>,
+    /// Environment variables for every process started on the host (e.g.
+    /// `CRASHER_NATS_SERVER`); ssh passes none of this machine's.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// A bad hosts file, with the file and the field.
+#[derive(Debug)]
+pub struct HostsError(String);
+
+impl fmt::Display for HostsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostsError {}
+
+/// A parsed, checked hosts file.
+#[derive(Debug, Clone)]
+pub struct HostsConfig {
+    /// The control machine's address.
+    pub control: Ipv4Addr,
+    /// The hosts, paths resolved, addresses known.
+    pub hosts: Vec<HostSpec>,
+    /// Index into `hosts` per placement slot.
+    pub placement: Vec<usize>,
+}
+
+/// One checked host.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// The `ssh` destination.
+    pub destination: String,
+    /// Options common to every ssh invocation for it (before the
+    /// destination).
+    pub ssh_options: Vec<String>,
+    /// Working directory on the host.
+    pub workdir: PathBuf,
+    /// `crasher` on the host, if not at the local path.
+    pub crasher: Option<PathBuf>,
+    /// `NAME=VALUE` for every process started there.
+    pub env: Vec<String>,
+}
+
+impl HostsConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<HostsConfig, HostsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| HostsError(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        HostsConfig::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses a hosts file's text; `origin` names it in errors, relative
+    /// paths are taken from `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<HostsConfig, HostsError> {
+        let file: HostsFile =
+            toml::from_str(text).map_err(|e| HostsError(format!("{origin}: {e}")))?;
+        let err = |i: usize, name: &str, field: &str, msg: String| {
+            HostsError(format!(
+                "{origin}: host[{i}] ({name}): field `{field}`: {msg}"
+            ))
+        };
+        if file.host.is_empty() {
+            return Err(HostsError(format!(
+                "{origin}: no [[host]]: a hosts file lists at least one host"
+            )));
+        }
+        let mut hosts: Vec<HostSpec> = Vec::new();
+        for (i, h) in file.host.iter().enumerate() {
+            let name = h.name.as_str();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(err(
+                    i,
+                    name,
+                    "name",
+                    "must be non-empty, letters, digits, `-`, `_`, `.`".into(),
+                ));
+            }
+            if hosts.iter().any(|o| o.name == name) {
+                return Err(err(i, name, "name", "used by an earlier host".into()));
+            }
+            if h.destination.is_empty() || h.destination.starts_with('-') {
+                return Err(err(
+                    i,
+                    name,
+                    "destination",
+                    "must be HOST or USER@HOST".into(),
+                ));
+            }
+            let host_part = h.destination.rsplit('@').next().unwrap_or_default();
+            let address = match h.address {
+                Some(a) => a,
+                None => host_part.parse().map_err(|_| {
+                    err(
+                        i,
+                        name,
+                        "address",
+                        format!(
+                        "missing, and the destination's host `{host_part}` is not an IPv4 address: \
+                         say where its workers listen (address = \"A.B.C.D\")"
+                    ),
+                    )
+                })?,
+            };
+            if !h.workdir.is_absolute() {
+                return Err(err(
+                    i,
+                    name,
+                    "workdir",
+                    format!("{} is not an absolute path", h.workdir.display()),
+                ));
+            }
+            if let Some(c) = &h.crasher {
+                if !c.is_absolute() {
+                    return Err(err(
+                        i,
+                        name,
+                        "crasher",
+                        format!("{} is not an absolute path", c.display()),
+                    ));
+                }
+            }
+            let mut opts: Vec<String> = h.ssh_args.clone();
+            if let Some(p) = h.port {
+                opts.extend(["-p".into(), p.to_string()]);
+            }
+            if let Some(u) = &h.user {
+                opts.extend(["-l".into(), u.clone()]);
+            }
+            if let Some(id) = &h.identity {
+                let id = base.join(id);
+                if !id.is_file() {
+                    return Err(err(
+                        i,
+                        name,
+                        "identity",
+                        format!("{} is not a file", id.display()),
+                    ));
+                }
+                opts.extend([
+                    "-i".into(),
+                    id.display().to_string(),
+                    "-o".into(),
+                    "IdentitiesOnly=yes".into(),
+                ]);
+            }
+            if let Some(k) = &h.known_hosts {
+                let k = base.join(k);
+                if !k.is_file() {
+                    return Err(err(
+                        i,
+                        name,
+                        "known_hosts",
+                        format!("{} is not a file", k.display()),
+                    ));
+                }
+                opts.extend([
+                    "-o".into(),
+                    format!("UserKnownHostsFile={}", k.display()),
+                    "-o".into(),
+                    "StrictHostKeyChecking=yes".into(),
+                ]);
+            }
+            opts.extend(["-o".into(), "BatchMode=yes".into()]);
+            let mut env = Vec::new();
+            for (k, v) in &h.env {
+                let ok = !k.is_empty()
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    return Err(err(i, name, "env", format!("{k:?} is not a variable name")));
+                }
+                env.push(format!("{k}={v}"));
+            }
+            hosts.push(HostSpec {
+                name: name.to_owned(),
+                address,
+                destination: h.destination.clone(),
+                ssh_options: opts,
+                workdir: h.workdir.clone(),
+                crasher: h.crasher.clone(),
+                env,
+            });
+        }
+        let placement = if file.placement.is_empty() {
+            (0..hosts.len()).collect()
+        } else {
+            file.placement
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    hosts.iter().position(|h| &h.name == n).ok_or_else(|| {
+                        HostsError(format!(
+                            "{origin}: field `placement`[{i}]: no host named `{n}`"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(HostsConfig {
+            control: file.control_address,
+            hosts,
+            placement,
+        })
+    }
+}
+
+/// The remote wrapper (run as `sh -c WRAPPER crasher-wrap DIR NAME RUN_ID
+/// PROGRAM ARGS...`): see the module doc.
+pub const WRAPPER: &str = r#"d=$1; n=$2; r=$3; shift 3
+mkdir -p "$d/pids" "$d/state" && cd "$d" || exit 125
+exec 3<&0
+CRASHER_RUN_ID=$r setsid "$@" </dev/null 2>&1 &
+p=$!
+echo "$p" >"$d/pids/$n"
+( while read -r _; do :; done <&3; kill -KILL "-$p" || kill -KILL "$p" ) >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait "$p"; s=$?
+kill "$w" 2>/dev/null
+rm -f "$d/pids/$n"
+exit "$s""#;
+
+/// Quotes `s` for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A host with its master connection, as the run's processes use it.
+#[derive(Debug)]
+pub struct Remote {
+    /// The checked host.
+    pub spec: HostSpec,
+    /// The master's control socket.
+    control: PathBuf,
+    /// The run's directory on the host (`WORKDIR/RUN_ID`).
+    pub dir: PathBuf,
+    /// A long-lived `sh` on the host, reading signal scripts from its
+    /// stdin (see [`ControlShell`]); `None` once it failed, then every
+    /// signal is a session of its own.
+    shell: Mutex<Option<ControlShell>>,
+}
+
+/// A `sh` on a host that runs one script per request, in a subshell, and
+/// answers `@done N`: a signal is then one write and one read on a session
+/// that is already open, not a new session with its login shell (bash
+/// sources `~/.bashrc` for each). Its local ssh client is in its own
+/// process group (not registered: pause-the-world never stops it), killed
+/// and reaped on drop; if crasher dies, its stdin ends and so does the
+/// remote `sh`.
+#[derive(Debug)]
+struct ControlShell {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    seq: u64,
+}
+
+impl ControlShell {
+    fn start(r: &Remote) -> Option<ControlShell> {
+        let mut c = r.ssh();
+        c.arg("exec sh")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let mut child = c.spawn().ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = child.stdout.take()?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ssh-control-shell".into())
+            .spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        let mut shell = ControlShell {
+            child,
+            stdin,
+            lines,
+            seq: 0,
+        };
+        shell.run("true", SIGNAL_TIMEOUT).ok()?;
+        Some(shell)
+    }
+
+    /// Runs `script` in a subshell there; Ok once it finished.
+    fn run(&mut self, script: &str, timeout: Duration) -> Result<(), String> {
+        use std::io::Write;
+        self.seq += 1;
+        let done = format!("@done {}", self.seq);
+        let line = format!("( {script}\n) </dev/null >/dev/null 2>&1; echo '{done}'\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("control shell: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == done => return Ok(()),
+                Ok(_) => {}
+                Err(_) => return Err("control shell did not answer".into()),
+            }
+        }
+    }
+}
+
+impl Drop for ControlShell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Remote {
+    /// `ssh` through the master, ready for a remote command line.
+    pub fn ssh(&self) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-S")
+            .arg(&self.control)
+            .args(["-o", "ControlMaster=no", "-T"])
+            .args(&self.spec.ssh_options)
+            .arg("--")
+            .arg(&self.spec.destination);
+        c
+    }
+
+    /// The remote command line that runs `program args` as process `name`
+    /// of run `run_id` under [`WRAPPER`].
+    pub fn wrapped(&self, name: &str, run_id: &str, program: &Path, args: &[String]) -> String {
+        let mut words = vec![
+            "exec".to_owned(),
+            "sh".into(),
+            "-c".into(),
+            shell_quote(WRAPPER),
+            "crasher-wrap".into(),
+            shell_quote(&self.dir.display().to_string()),
+            shell_quote(name),
+            shell_quote(run_id),
+        ];
+        if !self.spec.env.is_empty() {
+            // `env` executes the program: its pid is still the group's.
+            words.push("env".into());
+            words.extend(self.spec.env.iter().map(|kv| shell_quote(kv)));
+        }
+        words.push(shell_quote(&program.display().to_string()));
+        words.extend(args.iter().map(|a| shell_quote(a)));
+        words.join(" ")
+    }
+
+    /// Runs `script` on the host through the master; its exit status, or
+    /// why it could not run.
+    pub fn run(&self, script: &str, timeout: Duration) -> Result<(), String> {
+        // Run by sh whatever the user's login shell is.
+        let mut c = self.ssh();
+        c.arg(format!("exec sh -c {}", shell_quote(script)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().map_err(|e| format!("ssh: {e}"))?;
+        let out = wait_output(child, timeout)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} ({}): {}",
+                self.spec.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Closes the control shell: from now on every signal takes an SSH
+    /// session of its own (`crasher hosts-bench --sessions` measures that).
+    pub fn close_control_shell(&self) {
+        *self.shell.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Runs `script` through the control shell (a new session when it is
+    /// gone or fails).
+    fn run_fast(&self, script: &str, timeout: Duration) -> Result<(), String> {
+        let mut shell = self.shell.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sh) = shell.as_mut() {
+            match sh.run(script, timeout) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    eprintln!(
+                        "crasher: host {}: {e}; signals now take a session each",
+                        self.spec.name
+                    );
+                    *shell = None;
+                }
+            }
+        }
+        drop(shell);
+        self.run(script, timeout)
+    }
+
+    /// Sends `sig` to the process group of remote process `name`. A
+    /// process that is gone is not an error (as ESRCH locally); an SSH
+    /// failure is.
+    pub fn signal(&self, name: &str, sig: Signal) -> Result<(), String> {
+        let pids = shell_quote(&self.dir.join("pids").join(name).display().to_string());
+        self.run_fast(
+            &format!(
+                "p=$(cat {pids} 2>/dev/null) || exit 0; kill -{s} \"-$p\" 2>/dev/null || kill -{s} \"$p\" 2>/dev/null; true",
+                s = sig_name(sig)
+            ),
+            SIGNAL_TIMEOUT,
+        )
+    }
+
+    /// SIGSTOPs remote process `name` once its wrapper has started it
+    /// (polls for its pgid file on the host, up to 10 s): for a process
+    /// started while the world is being stopped.
+    pub fn stop_when_started(&self, name: &str) -> Result<(), String> {
+        let f = shell_quote(&self.dir.join("pids").join(name).display().to_string());
+        self.run(
+            &format!(
+                "i=0; while [ ! -s {f} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+                 p=$(cat {f} 2>/dev/null) || exit 0; kill -STOP \"-$p\" 2>/dev/null || kill -STOP \"$p\" 2>/dev/null; true"
+            ),
+            SIGNAL_TIMEOUT + Duration::from_secs(10),
+        )
+    }
+
+    /// Sends `sig` to the process group of every remote process of the run
+    /// on this host.
+    pub fn signal_all(&self, sig: Signal) -> Result<(), String> {
+        let dir = shell_quote(&self.dir.join("pids").display().to_string());
+        self.run_fast(
+            &format!(
+                "for f in {dir}/*; do [ -f \"$f\" ] && p=$(cat \"$f\") && {{ kill -{s} \"-$p\" 2>/dev/null || kill -{s} \"$p\" 2>/dev/null; }}; done; true",
+                s = sig_name(sig)
+            ),
+            SIGNAL_TIMEOUT,
+        )
+    }
+}
+
+/// How long a remote signal may take before it counts as failed.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn sig_name(sig: Signal) -> &'static str {
+    sig.as_str().trim_start_matches("SIG")
+}
+
+/// Waits for `child` up to `timeout` (killing it then), with its output.
+fn wait_output(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
+    let deadline = Instant::now() + timeout;
+    let done = procs::wait_until(deadline, || matches!(child.try_wait(), Ok(Some(_))));
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("ssh did not answer within {timeout:?}"));
+    }
+    child.wait_with_output().map_err(|e| format!("ssh: {e}"))
+}
+
+/// The hosts of a run: the master connections and the placement.
+#[derive(Debug)]
+pub struct Hosts {
+    remotes: Vec<Arc<Remote>>,
+    masters: Vec<Proc>,
+    placement: Vec<usize>,
+    control: Ipv4Addr,
+}
+
+/// Every remote host of the live run, for pause-the-world and the panic
+/// hook, which work without the cluster's lock.
+static REMOTES: Mutex<Vec<Arc<Remote>>> = Mutex::new(Vec::new());
+
+/// Sends `sig` to every remote process of the run, all hosts at once;
+/// returns when every host answered (or failed: reported on stderr).
+pub fn signal_every_host(sig: Signal) {
+    let remotes = REMOTES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    std::thread::scope(|s| {
+        for r in &remotes {
+            s.spawn(move || {
+                if let Err(e) = r.signal_all(sig) {
+                    eprintln!("crasher: {sig} on host {}: {e}", r.spec.name);
+                }
+            });
+        }
+    });
+}
+
+/// How long a master connection may take to come up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Hosts {
+    /// Opens one master connection per host (socket and log in
+    /// `run_dir/ssh/`), waits until each answers, and makes the run's
+    /// directory on each host.
+    pub fn connect(cfg: &HostsConfig, run_dir: &Path, run_id: &str) -> Result<Hosts, HostsError> {
+        let ssh_dir = run_dir.join("ssh");
+        std::fs::create_dir_all(&ssh_dir)
+            .map_err(|e| HostsError(format!("{}: {e}", ssh_dir.display())))?;
+        let mut hosts = Hosts {
+            remotes: Vec::new(),
+            masters: Vec::new(),
+            placement: cfg.placement.clone(),
+            control: cfg.control,
+        };
+        for (i, spec) in cfg.hosts.iter().enumerate() {
+            let control = ssh_dir.join(i.to_string());
+            if control.as_os_str().len() > 100 {
+                return Err(HostsError(format!(
+                    "the ssh control socket path {} is too long for a Unix socket: use a shorter --run-dir",
+                    control.display()
+                )));
+            }
+            let mut c = Command::new("ssh");
+            c.arg("-M")
+                .arg("-S")
+                .arg(&control)
+                .args([
+                    "-N",
+                    "-o",
+                    "ControlPersist=no",
+                    "-o",
+                    "ServerAliveInterval=5",
+                ])
+                .args(["-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=10"])
+                .args(&spec.ssh_options)
+                .arg("--")
+                .arg(&spec.destination)
+                .env(RUN_ID_VAR, run_id);
+            let log = ssh_dir.join(format!("{}.log", spec.name));
+            let mut master = Proc::spawn(&format!("ssh-master.{}", spec.name), c, &log)
+                .map_err(|e| HostsError(format!("host {}: cannot start ssh: {e}", spec.name)))?;
+            let mut remote = Remote {
+                spec: spec.clone(),
+                control: control.clone(),
+                dir: spec.workdir.join(run_id),
+                shell: Mutex::new(None),
+            };
+            let deadline = Instant::now() + CONNECT_TIMEOUT;
+            let up = procs::wait_until(deadline, || !master.is_running() || check(&remote));
+            if !up || !master.is_running() {
+                let why = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(HostsError(format!(
+                    "host {} ({}): no SSH connection{}: {}",
+                    spec.name,
+                    spec.destination,
+                    if up { "" } else { " within 20 s" },
+                    why.trim()
+                )));
+            }
+            let dir = shell_quote(&remote.dir.display().to_string());
+            remote
+                .run(&format!("mkdir -p {dir}/pids {dir}/state"), SIGNAL_TIMEOUT)
+                .map_err(|e| {
+                    HostsError(format!(
+                        "host {}: cannot make the run's directory: {e}",
+                        spec.name
+                    ))
+                })?;
+            let shell = ControlShell::start(&remote);
+            if shell.is_none() {
+                eprintln!(
+                    "crasher: host {}: no control shell; signals take a session each",
+                    spec.name
+                );
+            }
+            remote.shell = Mutex::new(shell);
+            hosts.masters.push(master);
+            hosts.remotes.push(Arc::new(remote));
+        }
+        REMOTES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(hosts.remotes.iter().cloned());
+        Ok(hosts)
+    }
+
+    /// The host of worker `i`.
+    pub fn of_worker(&self, i: usize) -> &Arc<Remote> {
+        &self.remotes[self.placement[i % self.placement.len()]]
+    }
+
+    /// The control machine's address.
+    pub fn control(&self) -> Ipv4Addr {
+        self.control
+    }
+
+    /// The hosts.
+    pub fn remotes(&self) -> &[Arc<Remote>] {
+        &self.remotes
+    }
+}
+
+/// Whether the master connection of `r` answers `ssh -O check`.
+fn check(r: &Remote) -> bool {
+    let mut c = Command::new("ssh");
+    c.arg("-S")
+        .arg(&r.control)
+        .args(["-O", "check"])
+        .args(&r.spec.ssh_options)
+        .arg("--")
+        .arg(&r.spec.destination)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c.status().is_ok_and(|s| s.success())
+}
+
+impl Drop for Hosts {
+    /// Closes every master connection (`ssh -O exit`), then kills and
+    /// reaps the master processes.
+    fn drop(&mut self) {
+        {
+            let mut all = REMOTES.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|r| !self.remotes.iter().any(|o| Arc::ptr_eq(o, r)));
+        }
+        for r in &self.remotes {
+            let _ = Command::new("ssh")
+                .arg("-S")
+                .arg(&r.control)
+                .args(["-O", "exit"])
+                .args(&r.spec.ssh_options)
+                .arg("--")
+                .arg(&r.spec.destination)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        for m in &mut self.masters {
+            let _ = m.terminate(Duration::from_secs(2));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<HostsConfig, String> {
+        HostsConfig::parse(s, "h.toml", Path::new("/")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_hosts_file_parses_and_places_round_robin() {
+        let c = parse(
+            "control_address = \"10.0.0.1\"\nplacement = [\"b\", \"a\"]\n\
+             [[host]]\nname = \"a\"\ndestination = \"root@10.0.0.2\"\nworkdir = \"/w\"\nport = 2222\n\
+             [[host]]\nname = \"b\"\ndestination = \"b.example\"\naddress = \"10.0.0.3\"\nworkdir = \"/w\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.hosts[0].address, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(c.hosts[1].address, Ipv4Addr::new(10, 0, 0, 3));
+        assert_eq!(c.placement, vec![1, 0]);
+        assert!(c.hosts[0]
+            .ssh_options
+            .windows(2)
+            .any(|w| w == ["-p", "2222"]));
+        assert!(c.hosts[0].ssh_options.iter().any(|o| o == "BatchMode=yes"));
+        let c = parse(
+            "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\n\
+             workdir = \"/w\"\nenv = { X_Y = \"1 2\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.hosts[0].env, vec!["X_Y=1 2".to_owned()]);
+        let e = parse(
+            "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\n\
+             workdir = \"/w\"\nenv = { \"A-B\" = \"1\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("field `env`"), "{e}");
+    }
+
+    #[test]
+    fn bad_hosts_files_name_the_field() {
+        let cases = [
+            ("control_address = \"10.0.0.1\"\n", "no [[host]]"),
+            ("control_address = \"x\"\n", "control_address"),
+            (
+                "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"h.example\"\nworkdir = \"/w\"\n",
+                "host[0] (a): field `address`",
+            ),
+            (
+                "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"w\"\n",
+                "field `workdir`",
+            ),
+            (
+                "control_address = \"10.0.0.1\"\nplacement = [\"z\"]\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\n",
+                "`placement`[0]: no host named `z`",
+            ),
+            (
+                "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\nidentity = \"/nonexistent/key\"\n",
+                "field `identity`",
+            ),
+            (
+                "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\nprot = 22\n",
+                "prot",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(want) && e.starts_with("h.toml"), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_wrapper_kills_its_group_when_stdin_ends() {
+        // The wrapper itself, run locally by sh (no ssh): its child must
+        // die when the wrapper's stdin reaches end-of-file, also when that
+        // comes at once after the start, before `setsid` made the group
+        // (which once left the child running and the wrapper waiting).
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..30 {
+            let name = format!("w{round}");
+            let mut c = Command::new("sh");
+            c.args(["-c", WRAPPER, "crasher-wrap"])
+                .arg(dir.path())
+                .args([name.as_str(), "RID", "sleep", "1000"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let mut child = c.spawn().unwrap();
+            let pidfile = dir.path().join("pids").join(&name);
+            let started = procs::wait_until(Instant::now() + Duration::from_secs(10), || {
+                std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+            });
+            let pid: Option<u32> = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            drop(child.stdin.take());
+            let ended = procs::wait_until(Instant::now() + Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            // Whatever happened, nothing is left behind.
+            let _ = child.kill();
+            let _ = child.wait();
+            if let Some(p) = pid {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+            assert!(started, "round {round}: no pgid file");
+            assert!(
+                ended,
+                "round {round}: the wrapper did not end at end-of-file"
+            );
+            let pid = pid.unwrap();
+            assert!(
+                procs::stat::stat(pid).map_or(true, |s| s.dead()),
+                "round {round}: the child survived"
+            );
+        }
+        // The child carries CRASHER_RUN_ID (the wrapper does not).
+        let mut c = Command::new("sh");
+        c.args(["-c", WRAPPER, "crasher-wrap"])
+            .arg(dir.path())
+            .args(["env", "RID", "sleep", "1000"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let pidfile = dir.path().join("pids/env");
+        let mut pid = None;
+        procs::wait_until(Instant::now() + Duration::from_secs(10), || {
+            pid = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            pid.is_some_and(|p| procs::belongs_to_run(p, "RID"))
+        });
+        let carries = pid.is_some_and(|p| procs::belongs_to_run(p, "RID"));
+        let wrapper_carries = procs::belongs_to_run(child.id(), "RID");
+        drop(child.stdin.take());
+        let _ = child.wait();
+        assert!(carries, "the child carries CRASHER_RUN_ID");
+        assert!(!wrapper_carries, "the wrapper does not");
+    }
+}

@@ -1,0 +1,609 @@
+//! `--hosts`: the reference cluster on three lab hosts, each a network
+//! namespace with its own address running a real `sshd`, built by
+//! `crasher lab-hosts` inside namespaces of its own (no route to the
+//! host's network; everything dies with it). A soak with crash1,
+//! crash-sink and grow holds; an injected bug is caught; pause-the-world
+//! stops every process of the run on every host; SIGKILL of crasher
+//! leaves no process on any host.
+//!
+//! Needs root, network namespaces and `sshd` (Debian `openssh-server`,
+//! installed by `.ci/install-deps`). Outside CI a machine without them says
+//! the tests are skipped; in CI (`CI=true`) that is a failure.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{crasher, fault_glyphs, run_id, saw};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_crasher");
+
+/// Whether the lab can be built here; `false` (skip) only outside CI.
+fn lab_available() -> bool {
+    let sshd = ["/usr/sbin/sshd", "/sbin/sshd"]
+        .iter()
+        .any(|p| Path::new(p).is_file());
+    let problem = match netlab::preflight() {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if !sshd => Some("sshd is not installed (Debian openssh-server)".into()),
+        Ok(()) if netlab::which("ssh").is_none() => Some("ssh is not installed".into()),
+        Ok(()) => None,
+    };
+    match problem {
+        None => true,
+        Some(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI must run the --hosts lab tests: {e}")
+        }
+        Some(e) => {
+            eprintln!("skipped: {e}");
+            false
+        }
+    }
+}
+
+/// `crasher lab-hosts 3 --dir DIR [--hold] -- crasher SOAK... --hosts
+/// DIR/hosts.toml --runs DIR/runs`, stdout to `DIR/out`; killed (with its
+/// whole lab) when dropped.
+struct LabRun {
+    child: Child,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl LabRun {
+    fn start(soak: &[&str], hold: bool) -> LabRun {
+        LabRun::start_with(soak, hold, &[])
+    }
+
+    /// `lab_args` go to lab-hosts (e.g. `--host-env K=V`).
+    fn start_with(soak: &[&str], hold: bool, lab_args: &[String]) -> LabRun {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let mut c = crasher();
+        c.args(["lab-hosts", "3", "--dir"]).arg(&dir);
+        if hold {
+            c.arg("--hold");
+        }
+        c.args(lab_args);
+        c.arg("--")
+            .arg(BIN)
+            .args(soak)
+            .arg("--hosts")
+            .arg(dir.join("hosts.toml"))
+            .arg("--runs")
+            .arg(dir.join("runs"))
+            .stdin(if hold { Stdio::piped() } else { Stdio::null() })
+            .stdout(std::fs::File::create(dir.join("out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("err")).unwrap());
+        LabRun {
+            child: c.spawn().unwrap(),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    fn output(&self) -> String {
+        let out = std::fs::read_to_string(self.dir.join("out")).unwrap_or_default();
+        let err = std::fs::read_to_string(self.dir.join("err")).unwrap_or_default();
+        format!("{out}\n--- stderr ---\n{err}")
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("out")).unwrap_or_default()
+    }
+
+    /// The run id, once crasher printed it.
+    fn run_id(&self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(id) = run_id(&self.stdout()) {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "no run id:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for lab-hosts (and so crasher) to end; its exit code.
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lab-hosts still runs after {limit:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Ends `--hold`: lab-hosts tears the lab down.
+    fn release(&mut self) {
+        drop(self.child.stdin.take());
+    }
+}
+
+impl Drop for LabRun {
+    fn drop(&mut self) {
+        // SIGKILL of lab-hosts: the parent-death signals kill unshare and
+        // the PID 1 of the lab, and with it every process of the lab.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The parent pid and command name of `pid`.
+fn parent_and_comm(pid: u32) -> Option<(u32, String)> {
+    let s = procs::stat::stat(pid)?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some((s.ppid, comm.trim().to_owned()))
+}
+
+/// Whether `pid` runs under an sshd (a process started on a lab host).
+fn on_a_host(pid: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        let Some((ppid, comm)) = parent_and_comm(p) else {
+            return false;
+        };
+        if comm == "sshd" {
+            return true;
+        }
+        if ppid <= 1 {
+            return false;
+        }
+        p = ppid;
+    }
+    false
+}
+
+fn netns(pid: u32) -> Option<u64> {
+    netlab::netns_inode(&pid.to_string()).ok()
+}
+
+/// The processes of run `id` on the lab hosts, with their network
+/// namespace.
+fn remote_processes(id: &str) -> Vec<(u32, u64)> {
+    procs::processes_of_run(id)
+        .into_iter()
+        .filter(|&p| on_a_host(p))
+        .filter_map(|p| Some((p, netns(p)?)))
+        .collect()
+}
+
+/// Waits until run `id` has processes on `hosts` distinct lab hosts.
+fn wait_for_hosts(run: &LabRun, id: &str, hosts: usize, limit: Duration) -> Vec<(u32, u64)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = remote_processes(id);
+        if r.iter().map(|(_, ns)| ns).collect::<BTreeSet<_>>().len() >= hosts {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never had processes on {hosts} hosts (has {r:?}):\n{}",
+            run.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The crasher soak under lab-hosts (its `--hosts` argument names the
+/// hosts file; lab-hosts' own command line names it after `--`).
+fn soak_pid(dir: &Path) -> Option<u32> {
+    let hosts = dir.join("hosts.toml").display().to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            // Not lab-hosts itself, nor the setpriv/unshare wrapping it.
+            args.first().is_some_and(|a| a == BIN)
+                && args.get(1).is_some_and(|a| a != "lab-hosts")
+                && args.iter().any(|a| a == &hosts)
+        })
+}
+
+#[test]
+fn a_three_host_soak_with_crash1_crash_sink_and_grow_holds() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "crash-sink",
+            "grow",
+            "--duration",
+            "35s",
+            "--input-bytes",
+            "1000000",
+            "--on-failure",
+            "kill",
+        ],
+        false,
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Hosts: host0 198.18.0.10, host1 198.18.0.11, host2 198.18.0.12"),
+        "{out}"
+    );
+    let glyphs = fault_glyphs(&run.stdout());
+    for g in ["c1", "r1", "cS", "rS"] {
+        assert!(saw(&glyphs, g), "no {g} in {glyphs:?}:\n{out}");
+    }
+    assert!(out.contains("Join worker3."), "{out}");
+    // The workers' logs came back over ssh into the run directory, the
+    // crashed worker's rotated and gzipped as on one host.
+    let id = run_id(&run.stdout()).unwrap();
+    let logs = run.dir.join("runs").join(&id).join("logs");
+    let init = std::fs::read_to_string(logs.join("initializer.log")).unwrap();
+    assert!(init.contains("listening on 198.18.0.10:"), "{init}");
+    let w2 = std::fs::read_to_string(logs.join("worker2.log")).unwrap();
+    assert!(w2.contains("listening on 198.18.0.12:"), "{w2}");
+    let gz = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("worker1.") && n.ends_with(".gz")
+        })
+        .count();
+    assert!(gz >= 1, "no rotated worker1 log in {}", logs.display());
+    // The workers' state lived on their hosts.
+    assert!(run
+        .dir
+        .join("host1/work")
+        .join(&id)
+        .join("state/worker1")
+        .is_dir());
+}
+
+#[test]
+fn an_injected_bug_is_caught_across_hosts() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "--duration",
+            "90s",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "4000000",
+            "--rate",
+            "100000",
+            "--inject",
+            "duplicate-on-replay",
+            "--timing",
+            "crash_worker_start=1",
+            "--on-failure",
+            "kill",
+        ],
+        false,
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("VIOLATION (sanity)"), "{out}");
+}
+
+#[test]
+fn pause_the_world_stops_every_process_on_every_host() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "4000000",
+            "--rate",
+            "100000",
+            "--inject",
+            "duplicate-on-replay",
+            "--timing",
+            "crash_worker_start=1",
+        ],
+        true,
+    );
+    let id = run.run_id(Duration::from_secs(60));
+    let manifest = run.dir.join("runs").join(&id).join("paused.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !manifest.is_file() {
+        assert!(Instant::now() < deadline, "never paused:\n{}", run.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The world was stopped before paused.json was written.
+    let remote = remote_processes(&id);
+    let hosts: BTreeSet<u64> = remote.iter().map(|(_, ns)| *ns).collect();
+    assert_eq!(
+        hosts.len(),
+        3,
+        "processes of the run on {} hosts, not 3: {remote:?}",
+        hosts.len()
+    );
+    for (pid, _) in &remote {
+        let st = procs::stat::stat(*pid).expect("a stopped process is still there");
+        assert!(
+            st.stopped(),
+            "remote pid {pid} is in state {}, not T:\n{}",
+            st.state,
+            run.output()
+        );
+    }
+    // And on the control machine: every process of the run but the ssh
+    // master connections, which carry the signals.
+    for pid in procs::processes_of_run(&id) {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let master = cmd.split(|b| *b == 0).any(|a| a == b"-M");
+        if let Some(st) = procs::stat::stat(pid) {
+            assert!(
+                master || st.stopped() || st.dead(),
+                "pid {pid} ({}) is in state {}",
+                String::from_utf8_lossy(&cmd),
+                st.state
+            );
+        }
+    }
+    // `crasher status` names each worker's host.
+    let status = crasher()
+        .args(["status", "--json", "--run-dir"])
+        .arg(run.dir.join("runs").join(&id))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json: {e}: {}{}",
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        )
+    });
+    let host_of = |name: &str| {
+        v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["host"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(host_of("initializer").as_deref(), Some("host0"), "{v}");
+    assert_eq!(host_of("worker2").as_deref(), Some("host2"), "{v}");
+    assert_eq!(host_of("sink").as_deref(), Some("local"), "{v}");
+    // Ctrl-C ends the pause: exit 1, nothing of the run left anywhere
+    // (lab-hosts holds the hosts meanwhile).
+    let soak = soak_pid(&run.dir).expect("the soak is still there");
+    kill(Pid::from_raw(soak as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run.output().contains("command ended") {
+        assert!(Instant::now() < deadline, "no teardown:\n{}", run.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        run.output().contains("command ended (1)"),
+        "{}",
+        run.output()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !procs::processes_of_run(&id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(procs::processes_of_run(&id), Vec::<u32>::new());
+    run.release();
+    run.wait(Duration::from_secs(20));
+}
+
+#[test]
+fn sigkill_of_crasher_leaves_no_process_on_any_host() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "--duration",
+            "120s",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "4000000",
+            "--rate",
+            "100000",
+        ],
+        true,
+    );
+    let id = run.run_id(Duration::from_secs(60));
+    let remote = wait_for_hosts(&run, &id, 3, Duration::from_secs(60));
+    let host_ns: BTreeSet<u64> = remote.iter().map(|(_, ns)| *ns).collect();
+    let soak = soak_pid(&run.dir).expect("the soak runs");
+    kill(Pid::from_raw(soak as i32), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run.output().contains("command ended") {
+        assert!(Instant::now() < deadline, "crasher survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Instant::now();
+    // Within a few seconds: no process of the run anywhere, and on the
+    // hosts nothing but the listening sshd (no session left either).
+    let leftovers = || -> Vec<String> {
+        let mut v: Vec<String> = procs::processes_of_run(&id)
+            .into_iter()
+            .map(|p| format!("{p} of the run"))
+            .collect();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if netns(pid).is_some_and(|ns| host_ns.contains(&ns)) {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                let listener = cmd.contains("sshd -D -e -f");
+                let holder = cmd.contains("sleep infinity");
+                if !listener && !holder && procs::stat::stat(pid).is_some_and(|s| !s.dead()) {
+                    v.push(format!("{pid} on a host: {cmd}"));
+                }
+            }
+        }
+        v
+    };
+    let clean = procs::wait_until(killed + Duration::from_secs(5), || leftovers().is_empty());
+    assert!(clean, "left after SIGKILL: {:?}", leftovers());
+    run.release();
+    run.wait(Duration::from_secs(20));
+    let _ = std::io::stderr().flush();
+}
+
+/// Bad hosts files and unreachable hosts are usage or environment errors
+/// (exit 2) that name the file and field, or the host, before anything
+/// starts; no lab needed.
+#[test]
+fn a_bad_hosts_file_or_an_unreachable_host_is_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let run = |file: &str, extra: &[&str]| {
+        let p = t.path().join("hosts.toml");
+        std::fs::write(&p, file).unwrap();
+        let out = crasher()
+            .args(["3", "crash1", "--duration", "10s", "--hosts"])
+            .arg(&p)
+            .arg("--runs")
+            .arg(t.path().join("runs"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(
+        "control_address = \"127.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"db.example\"\nworkdir = \"/tmp\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("hosts.toml: host[0] (a): field `address`"),
+        "{err}"
+    );
+    let (code, err) = run(
+        "control_address = \"127.0.0.1\"\n[[host]]\nnme = \"a\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("hosts.toml") && err.contains("nme"), "{err}");
+    let good =
+        "control_address = \"127.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"127.0.0.1\"\n\
+                port = 1\nworkdir = \"/tmp\"\nssh_args = [\"-F\", \"/dev/null\"]\n";
+    let (code, err) = run(good, &["--network", "lab"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("does not combine with"), "{err}");
+    if netlab::which("ssh").is_none() {
+        eprintln!("skipped the unreachable host: no ssh");
+        return;
+    }
+    // Nothing listens on port 1: the master connection fails at once.
+    let (code, err) = run(good, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("host a (127.0.0.1): no SSH connection"),
+        "{err}"
+    );
+}
+
+/// The nats-server binary, as crasher/tests/nats.rs finds it.
+fn nats_server() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("CRASHER_NATS_SERVER") {
+        candidates.push(p.into());
+    }
+    candidates.push(root.join(".venv-nats/bin/nats-server"));
+    candidates.push("/usr/sbin/nats-server".into());
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("nats-server")));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+}
+
+/// NATS JetStream across the three hosts (one nats-server per host, the
+/// JetStream cluster's routes between them), with crashes and pauses over
+/// SSH: holds. Skipped, like crasher/tests/nats.rs, without nats-server.
+#[test]
+fn nats_jetstream_across_three_hosts_holds() {
+    let Some(server) = nats_server() else {
+        eprintln!("SKIPPED: no nats-server binary; run .ci/install-nats to run it");
+        return;
+    };
+    if !lab_available() {
+        return;
+    }
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../env/nats-jetstream.toml");
+    let profile = profile.display().to_string();
+    let mut run = LabRun::start_with(
+        &[
+            "3",
+            "crash1",
+            "pause",
+            "--env",
+            &profile,
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "200000",
+            "--rate",
+            "5000",
+            "--duration",
+            "30s",
+            "--on-failure",
+            "kill",
+            // As in nats.rs: this is about holding, not coverage.
+            "--min-observed",
+            "0",
+        ],
+        false,
+        &[
+            "--host-env".into(),
+            format!("CRASHER_NATS_SERVER={}", server.display()),
+        ],
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(0), "{out}");
+    let id = run_id(&run.stdout()).unwrap();
+    let logs = run.dir.join("runs").join(&id).join("logs");
+    let w1 = std::fs::read_to_string(logs.join("worker1.log")).unwrap();
+    assert!(
+        w1.contains("Listening for client connections on 198.18.0.11:"),
+        "{w1}"
+    );
+    let glyphs = fault_glyphs(&run.stdout());
+    assert!(saw(&glyphs, "c1"), "{glyphs:?}");
+}
