@@ -102,6 +102,18 @@ fn crash_at_prepare_catches_the_narrow_window_bug_at_its_first_strike() {
             (1..=2).contains(&fired),
             "seed {seed}: caught after {fired} strikes\n{stdout}"
         );
+        if seed == "1" {
+            // Replay fires each recorded strike at its recorded time, armed
+            // again at the target's next PHASE1: the same class reappears.
+            let out = common::crasher()
+                .args(["replay", &id, "--runs", t.path().to_str().unwrap()])
+                .output()
+                .unwrap();
+            let rout = String::from_utf8_lossy(&out.stdout);
+            let rerr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{rout}\n{rerr}");
+            assert!(rout.contains("same class: yes"), "{rout}\n{rerr}");
+        }
     }
 }
 

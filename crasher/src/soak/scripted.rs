@@ -23,6 +23,10 @@ pub const REPLAYABLE: &[&str] = &[
     "crash-worker",
     "crash-primary",
     "pause-primary",
+    "crash-at-prepare",
+    "pause-at-prepare",
+    "crash-sink-at-prepare",
+    "crash-at-commit",
     "crash-sink",
     "crash-feeder",
     "pause",
@@ -88,7 +92,14 @@ pub fn check(decisions: &[Decision]) -> Result<(), String> {
         }
         let worker = matches!(
             f.kind.as_str(),
-            "crash-worker" | "pause" | "join" | "shrink" | "power-loss"
+            "crash-worker"
+                | "pause"
+                | "join"
+                | "shrink"
+                | "power-loss"
+                | "crash-at-prepare"
+                | "pause-at-prepare"
+                | "crash-at-commit"
         );
         if worker && worker_index(&f.target).is_none() {
             return Err(format!(
@@ -131,7 +142,13 @@ fn coverage_kind(f: &Fault) -> String {
 /// Fires `script` at its recorded offsets until the run ends. Faults that
 /// overlapped in the recorded run overlap here too (each its own task);
 /// a fault whose target is still busy with the previous one waits for it.
-pub async fn execute(h: Arc<Harness>, script: Vec<Decision>) {
+/// Targeted faults (`crash-at-prepare`...) need the sink's event socket:
+/// `sink_events` is the run's, when its arguments name a targeted word.
+pub async fn execute(
+    h: Arc<Harness>,
+    script: Vec<Decision>,
+    sink_events: Option<Arc<super::targeted::SinkEvents>>,
+) {
     let start = Instant::from_std(h.schedule.started());
     h.out.line(&format!(
         "Replay: {} recorded faults at their recorded times (the random fault loops are off)",
@@ -143,7 +160,7 @@ pub async fn execute(h: Arc<Harness>, script: Vec<Decision>) {
         if h.finished() {
             return;
         }
-        tasks.spawn(fire(h.clone(), d));
+        tasks.spawn(fire(h.clone(), d, sink_events.clone()));
     }
     while tasks.join_next().await.is_some() {}
     h.out.line("Replay: every recorded fault fired");
@@ -180,7 +197,7 @@ fn skip(h: &Harness, d: &Decision, why: &str) {
 }
 
 /// Carries out one recorded fault with the loops' own actions.
-async fn fire(h: Arc<Harness>, d: Decision) {
+async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targeted::SinkEvents>>) {
     let Some(f) = d.fault.clone() else {
         return skip(&h, &d, "no fault recorded");
     };
@@ -324,6 +341,42 @@ async fn fire(h: Arc<Harness>, d: Decision) {
             let ticket = h.schedule.force(&kind);
             record(&f);
             super::netfaults::net_fault_once(h, k, &faults, &f.target, hold, ticket, || ()).await;
+        }
+        k if super::spec::Targeted::ALL.iter().any(|w| w.word() == k) => {
+            // At its recorded time, armed again at the target's next
+            // phase event: the same kind of instant, not the same instant.
+            let word = super::spec::Targeted::ALL
+                .into_iter()
+                .find(|w| w.word() == k)
+                .unwrap_or(super::spec::Targeted::CrashAtPrepare);
+            let Some(ev) = sink_events.as_ref() else {
+                return skip(h, &d, "the run has no sink event socket");
+            };
+            let who = if word == super::spec::Targeted::CrashSinkAtPrepare {
+                "sink".to_owned()
+            } else {
+                f.target.clone()
+            };
+            let Some(c) = claim(h, &who).await else {
+                return;
+            };
+            if let Some(i) = index.filter(|_| who != "sink") {
+                if !h.cluster().members().contains(&i) {
+                    return skip(h, &d, "not a member now");
+                }
+            }
+            let ticket = h.schedule.force(&kind);
+            let for_ = if word == super::spec::Targeted::PauseAtPrepare {
+                hold
+            } else {
+                down
+            };
+            let target = if who == "sink" { None } else { index };
+            let struck =
+                super::targeted::strike(h, word, target, for_, d.what.clone(), ticket, c, ev).await;
+            if let super::targeted::Strike::NoEvent = struck {
+                skip(h, &d, "no phase event of its target within the arm time");
+            }
         }
         other => skip(h, &d, &format!("fault kind {other:?} cannot be replayed")),
     }

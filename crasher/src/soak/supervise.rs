@@ -471,7 +471,11 @@ pub(super) async fn soak(
         // `crasher replay` / `crasher shrink`: the recorded faults, at
         // their recorded times, instead of the random fault loops.
         Some(script) => {
-            tasks.spawn(super::scripted::execute(h.clone(), script));
+            tasks.spawn(super::scripted::execute(
+                h.clone(),
+                script,
+                sink_events.clone(),
+            ));
         }
         None => {
             if spec.crash_sink {

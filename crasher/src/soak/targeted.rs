@@ -256,72 +256,109 @@ pub async fn run(h: Arc<Harness>, word: Targeted, ev: Arc<SinkEvents>) {
             sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let point = if word == Targeted::CrashAtCommit {
-            "phase2"
-        } else {
-            "phase1"
-        };
-        let worker = index.map(worker_name);
-        let Some((id, event)) = ev.strike_point(point, worker.as_deref(), ARM_WAIT).await else {
-            // No such event in time (the cluster is recovering): try later.
-            drop(claim);
-            ticket.cancel();
-            h.out.glyph(":^");
-            continue;
-        };
-        if h.finished() {
-            ev.release(id).await;
-            return;
-        }
-        let fault = Fault::new(kind, who.clone()).on_event(event.line.clone());
-        let fault = if word == Targeted::PauseAtPrepare {
-            fault.hold(down)
-        } else {
-            fault.down(down)
-        };
-        h.schedule.decide(kind, what, fault);
-        h.out.event("strike", &strike_glyph(word, index));
-        match (word, index) {
-            (Targeted::PauseAtPrepare, Some(i)) => {
-                faults::pause_worker(&h, i);
-                ev.release(id).await;
-                sleep(down).await;
-                faults::resume_worker(&h, i);
-                drop(claim);
-                ticket.end();
-            }
-            (Targeted::CrashSinkAtPrepare, _) => {
-                let crashed = faults::crash_sink(&h);
-                ev.release(id).await;
-                if let Err(e) = crashed {
-                    drop(claim);
-                    h.out.line(&format!("Crash of sink failed: {e}"));
-                    return h.violation(kind, format!("sink was not running when crashed: {e}"));
-                }
-                sleep(down).await;
-                if h.finished() {
-                    return;
-                }
-                if let Err(e) = faults::restart_sink(&h) {
-                    return h.finish(Outcome::Environment(e.to_string()));
-                }
-                drop(claim);
-                ticket.end();
-            }
-            (_, Some(i)) => {
-                let evr = Arc::clone(&ev);
-                if !crash_and_restart(&h, i, down, ticket, claim, move || evr.release_now(id)).await
-                {
-                    return;
-                }
-            }
-            (_, None) => {
-                ev.release(id).await;
-                drop(claim);
-                ticket.cancel();
-            }
+        match strike(&h, word, index, down, what, ticket, claim, &ev).await {
+            Strike::Done => {}
+            Strike::NoEvent => h.out.glyph(":^"),
+            Strike::Stop => return,
         }
     }
+}
+
+/// What one strike came to.
+pub enum Strike {
+    /// The fault was applied (and, for a crash or pause, undone).
+    Done,
+    /// No such event came within the arm time (the cluster is
+    /// recovering): the ticket was cancelled, nothing done.
+    NoEvent,
+    /// The run ended or must end (reported).
+    Stop,
+}
+
+/// One strike of `word` at `index` (`None`: the sink): arms at the
+/// target's next phase event, records the decision (`what`, the event as
+/// `on_event`), applies the fault while the sink holds the event, undoes
+/// it after `down`, and ends `ticket`. The one copy, for the loop and for
+/// `crasher replay`.
+#[allow(clippy::too_many_arguments)]
+pub async fn strike(
+    h: &Harness,
+    word: Targeted,
+    index: Option<usize>,
+    down: Duration,
+    what: String,
+    ticket: super::schedule::Ticket,
+    claim: super::harness::Claim<'_>,
+    ev: &Arc<SinkEvents>,
+) -> Strike {
+    let kind = word.word();
+    let who = index.map_or_else(|| "sink".to_owned(), worker_name);
+    let point = if word == Targeted::CrashAtCommit {
+        "phase2"
+    } else {
+        "phase1"
+    };
+    let worker = index.map(worker_name);
+    let Some((id, event)) = ev.strike_point(point, worker.as_deref(), ARM_WAIT).await else {
+        // No such event in time (the cluster is recovering): try later.
+        drop(claim);
+        ticket.cancel();
+        return Strike::NoEvent;
+    };
+    if h.finished() {
+        ev.release(id).await;
+        return Strike::Stop;
+    }
+    let fault = Fault::new(kind, who.clone()).on_event(event.line.clone());
+    let fault = if word == Targeted::PauseAtPrepare {
+        fault.hold(down)
+    } else {
+        fault.down(down)
+    };
+    h.schedule.decide(kind, what, fault);
+    h.out.event("strike", &strike_glyph(word, index));
+    match (word, index) {
+        (Targeted::PauseAtPrepare, Some(i)) => {
+            faults::pause_worker(h, i);
+            ev.release(id).await;
+            sleep(down).await;
+            faults::resume_worker(h, i);
+            drop(claim);
+            ticket.end();
+        }
+        (Targeted::CrashSinkAtPrepare, _) => {
+            let crashed = faults::crash_sink(h);
+            ev.release(id).await;
+            if let Err(e) = crashed {
+                drop(claim);
+                h.out.line(&format!("Crash of sink failed: {e}"));
+                h.violation(kind, format!("sink was not running when crashed: {e}"));
+                return Strike::Stop;
+            }
+            sleep(down).await;
+            if h.finished() {
+                return Strike::Stop;
+            }
+            if let Err(e) = faults::restart_sink(h) {
+                h.finish(Outcome::Environment(e.to_string()));
+                return Strike::Stop;
+            }
+            drop(claim);
+            ticket.end();
+        }
+        (_, Some(i)) => {
+            let evr = Arc::clone(ev);
+            if !crash_and_restart(h, i, down, ticket, claim, move || evr.release_now(id)).await {
+                return Strike::Stop;
+            }
+        }
+        (_, None) => {
+            ev.release(id).await;
+            drop(claim);
+            ticket.cancel();
+        }
+    }
+    Strike::Done
 }
 
 #[cfg(test)]
