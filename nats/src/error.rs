@@ -31,24 +31,9 @@ pub enum NatsError {
     /// The status file cannot be written.
     #[error(transparent)]
     Status(#[from] feeders::status::StatusError),
-    /// The sink's own txnlog is unusable.
+    /// The sink's data file or txnlog is unusable (recovery or commit).
     #[error(transparent)]
-    Txnlog(#[from] verify::txnlog::TxnlogError),
-    /// The sink's committed output is shorter than its txnlog says: data
-    /// already reported as committed is gone.
-    #[error(
-        "{path} is {len} bytes long but {txnlog} committed {committed} bytes: committed output is missing"
-    )]
-    CommittedMissing {
-        /// Data file.
-        path: PathBuf,
-        /// Its length.
-        len: u64,
-        /// The txnlog.
-        txnlog: PathBuf,
-        /// The last committed offset.
-        committed: u64,
-    },
+    SinkFiles(#[from] verify::sinkfiles::SinkFilesError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -27,8 +27,6 @@
 //! - `--listen` binds a TCP port that accepts and closes connections, for a
 //!   supervisor that waits for its sink to listen before starting anything.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,7 +34,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, stream::Stream};
 use async_nats::ServerAddr;
 use futures::StreamExt;
-use verify::txnlog::{self, Entry, Record};
+use verify::sinkfiles::SinkFiles;
 
 use crate::conn::{self, Backoff};
 use crate::error::NatsError;
@@ -113,103 +111,45 @@ pub struct Committed {
     pub commits: u64,
 }
 
-/// The sink's two files, opened and recovered.
+/// The sink's two files, opened and recovered
+/// ([`verify::sinkfiles::SinkFiles`]), and the stream sequence its
+/// transaction ids record.
 #[derive(Debug)]
 pub struct Output {
-    data: File,
-    txnlog: File,
-    data_path: PathBuf,
-    txnlog_path: PathBuf,
+    files: SinkFiles,
     durable: String,
     /// What is committed now.
     pub committed: Committed,
 }
 
 impl Output {
-    /// Opens (creating if needed) and recovers the files of `prefix`: a
-    /// torn last txnlog record is cut off and the data file is truncated
-    /// to the last committed offset. Committed bytes missing from the data
-    /// file are an error.
+    /// Opens (creating if needed) and recovers the files of `prefix`
+    /// ([`SinkFiles::open`]) and finds the last committed stream sequence.
     pub fn open(prefix: &Path, durable: &str, log: &Logger) -> Result<Output, NatsError> {
-        let data_path = data_path(prefix);
-        let txnlog_path = txnlog_path(prefix);
-        let fresh = !txnlog_path.exists();
-        let mut txnlog = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&txnlog_path)
-            .map_err(NatsError::io(&txnlog_path))?;
-        let mut text = String::new();
-        txnlog
-            .read_to_string(&mut text)
-            .map_err(NatsError::io(&txnlog_path))?;
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete < text.len() {
-            log.warn(format_args!(
-                "{}: dropping a torn last record ({} bytes) written when the sink was killed",
-                txnlog_path.display(),
-                text.len() - complete
-            ));
-            txnlog
-                .set_len(complete as u64)
-                .and_then(|()| txnlog.sync_all())
-                .map_err(NatsError::io(&txnlog_path))?;
-            text.truncate(complete);
+        let mut last_seq = 0;
+        let (files, repairs) = SinkFiles::open(&data_path(prefix), &txnlog_path(prefix), |id| {
+            last_seq = seq_of_txn_id(id).unwrap_or(last_seq);
+        })?;
+        if let Some(n) = repairs.torn_note(&files) {
+            log.warn(format_args!("{n}"));
         }
-        let mut committed = Committed::default();
-        for e in txnlog::parse_all(&text, &txnlog_path)? {
-            if let Record::Phase2Ok { txn_id, offset } = e.record {
-                committed.offset = offset;
-                committed.last_seq = seq_of_txn_id(&txn_id).unwrap_or(committed.last_seq);
-                committed.commits += 1;
-            }
+        if let Some(n) = repairs.tail_note(&files) {
+            log.info(format_args!("{n}"));
         }
-        let data = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&data_path)
-            .map_err(NatsError::io(&data_path))?;
-        let len = data.metadata().map_err(NatsError::io(&data_path))?.len();
-        if len < committed.offset {
-            return Err(NatsError::CommittedMissing {
-                path: data_path,
-                len,
-                txnlog: txnlog_path,
-                committed: committed.offset,
-            });
-        }
-        if len > committed.offset {
-            log.info(format_args!(
-                "{}: truncating the uncommitted tail ({} bytes after offset {})",
-                data_path.display(),
-                len - committed.offset,
-                committed.offset
-            ));
-            data.set_len(committed.offset)
-                .and_then(|()| data.sync_all())
-                .map_err(NatsError::io(&data_path))?;
-        }
-        if fresh {
-            if let Some(dir) = txnlog_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(NatsError::io(dir))?;
-            }
-        }
+        let committed = Committed {
+            offset: files.end,
+            last_seq,
+            commits: files.commits,
+        };
         log.info(format_args!(
             "output {} recovered: {} committed bytes, {} commit(s), last stream sequence {}",
-            data_path.display(),
+            files.data_path().display(),
             committed.offset,
             committed.commits,
             committed.last_seq
         ));
         Ok(Output {
-            data,
-            txnlog,
-            data_path,
-            txnlog_path,
+            files,
             durable: durable.to_owned(),
             committed,
         })
@@ -218,32 +158,15 @@ impl Output {
     /// Appends `bytes` (the payloads of messages up to stream sequence
     /// `last_seq`), syncs, and records the commit in the txnlog, synced.
     pub fn commit(&mut self, bytes: &[u8], last_seq: u64) -> Result<(), NatsError> {
-        self.data
-            .write_all(bytes)
-            .and_then(|()| self.data.sync_data())
-            .map_err(NatsError::io(&self.data_path))?;
-        let offset = self.committed.offset + bytes.len() as u64;
-        let mut line = Entry::now(Record::Phase2Ok {
-            txn_id: txn_id(&self.durable, last_seq),
-            offset,
-        })
-        .to_line();
-        line.push('\n');
-        self.txnlog
-            .write_all(line.as_bytes())
-            .and_then(|()| self.txnlog.sync_data())
-            .map_err(NatsError::io(&self.txnlog_path))?;
-        self.committed.offset = offset;
+        self.committed.offset = self.files.commit(bytes, txn_id(&self.durable, last_seq))?;
         self.committed.last_seq = last_seq;
-        self.committed.commits += 1;
+        self.committed.commits = self.files.commits;
         Ok(())
     }
 
     /// The data file's current end (for tests).
     pub fn data_len(&mut self) -> Result<u64, NatsError> {
-        self.data
-            .seek(SeekFrom::End(0))
-            .map_err(NatsError::io(&self.data_path))
+        Ok(self.files.data_len()?)
     }
 }
 
@@ -508,6 +431,9 @@ async fn pull_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use verify::txnlog::{self, Record};
 
     fn quiet() -> Logger {
         Logger::stderr("test")
@@ -579,7 +505,13 @@ mod tests {
         drop(out);
         std::fs::write(data_path(&prefix), b"A00").unwrap();
         let e = Output::open(&prefix, "checker", &quiet()).unwrap_err();
-        assert!(matches!(e, NatsError::CommittedMissing { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                NatsError::SinkFiles(verify::sinkfiles::SinkFilesError::CommittedMissing { .. })
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("output.nats"), "{e}");
     }
 }

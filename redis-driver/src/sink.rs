@@ -36,8 +36,6 @@
 //!   supervisor that waits for its sink to listen before starting anything.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +44,7 @@ use feeders::log::Logger;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadReply};
 use redis::Value;
-use verify::txnlog::{self, Entry, Record};
+use verify::sinkfiles::SinkFiles;
 
 use crate::conn::{self, Backoff};
 use crate::error::DriverError;
@@ -157,106 +155,48 @@ pub struct Committed {
     pub commits: u64,
 }
 
-/// The sink's two files, opened and recovered.
+/// The sink's two files, opened and recovered ([`SinkFiles`]), and what
+/// its transaction ids record.
 #[derive(Debug)]
 pub struct Output {
-    data: File,
-    txnlog: File,
-    data_path: PathBuf,
-    txnlog_path: PathBuf,
+    files: SinkFiles,
     group: String,
     /// What is committed now.
     pub committed: Committed,
 }
 
 impl Output {
-    /// Opens (creating if needed) and recovers the files of `prefix`: a
-    /// torn last txnlog record is cut off and the data file is truncated
-    /// to the last committed offset. Committed bytes missing from the data
-    /// file are an error.
+    /// Opens (creating if needed) and recovers the files of `prefix`
+    /// ([`SinkFiles::open`]) and rebuilds the per-stream offsets from the
+    /// committed transaction ids.
     pub fn open(prefix: &Path, group: &str, log: &Logger) -> Result<Output, DriverError> {
-        let data_path = data_path(prefix);
-        let txnlog_path = txnlog_path(prefix);
-        let fresh = !txnlog_path.exists();
-        let mut txnlog = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&txnlog_path)
-            .map_err(DriverError::io(&txnlog_path))?;
-        let mut text = String::new();
-        txnlog
-            .read_to_string(&mut text)
-            .map_err(DriverError::io(&txnlog_path))?;
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete < text.len() {
-            log.warn(format_args!(
-                "{}: dropping a torn last record ({} bytes) written when the sink was killed",
-                txnlog_path.display(),
-                text.len() - complete
-            ));
-            txnlog
-                .set_len(complete as u64)
-                .and_then(|()| txnlog.sync_all())
-                .map_err(DriverError::io(&txnlog_path))?;
-            text.truncate(complete);
-        }
-        let mut committed = Committed::default();
-        for e in txnlog::parse_all(&text, &txnlog_path)? {
-            if let Record::Phase2Ok { txn_id, offset } = e.record {
-                committed.offset = offset;
-                for (s, o) in offsets_of_txn_id(&txn_id).unwrap_or_default() {
-                    let last = committed.last.entry(s).or_insert(o);
-                    *last = (*last).max(o);
-                }
-                committed.commits += 1;
+        let mut last: BTreeMap<String, u64> = BTreeMap::new();
+        let (files, repairs) = SinkFiles::open(&data_path(prefix), &txnlog_path(prefix), |id| {
+            for (s, o) in offsets_of_txn_id(id).unwrap_or_default() {
+                let l = last.entry(s).or_insert(o);
+                *l = (*l).max(o);
             }
+        })?;
+        if let Some(n) = repairs.torn_note(&files) {
+            log.warn(format_args!("{n}"));
         }
-        let data = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&data_path)
-            .map_err(DriverError::io(&data_path))?;
-        let len = data.metadata().map_err(DriverError::io(&data_path))?.len();
-        if len < committed.offset {
-            return Err(DriverError::CommittedMissing {
-                path: data_path,
-                len,
-                txnlog: txnlog_path,
-                committed: committed.offset,
-            });
+        if let Some(n) = repairs.tail_note(&files) {
+            log.info(format_args!("{n}"));
         }
-        if len > committed.offset {
-            log.info(format_args!(
-                "{}: truncating the uncommitted tail ({} bytes after offset {})",
-                data_path.display(),
-                len - committed.offset,
-                committed.offset
-            ));
-            data.set_len(committed.offset)
-                .and_then(|()| data.sync_all())
-                .map_err(DriverError::io(&data_path))?;
-        }
-        if fresh {
-            if let Some(dir) = txnlog_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(DriverError::io(dir))?;
-            }
-        }
+        let committed = Committed {
+            offset: files.end,
+            last,
+            commits: files.commits,
+        };
         log.info(format_args!(
             "output {} recovered: {} committed bytes, {} commit(s), last offsets {:?}",
-            data_path.display(),
+            files.data_path().display(),
             committed.offset,
             committed.commits,
             committed.last
         ));
         Ok(Output {
-            data,
-            txnlog,
-            data_path,
-            txnlog_path,
+            files,
             group: group.to_owned(),
             committed,
         })
@@ -269,34 +209,17 @@ impl Output {
         bytes: &[u8],
         offsets: &BTreeMap<String, u64>,
     ) -> Result<(), DriverError> {
-        self.data
-            .write_all(bytes)
-            .and_then(|()| self.data.sync_data())
-            .map_err(DriverError::io(&self.data_path))?;
-        let offset = self.committed.offset + bytes.len() as u64;
-        let mut line = Entry::now(Record::Phase2Ok {
-            txn_id: txn_id(&self.group, offsets),
-            offset,
-        })
-        .to_line();
-        line.push('\n');
-        self.txnlog
-            .write_all(line.as_bytes())
-            .and_then(|()| self.txnlog.sync_data())
-            .map_err(DriverError::io(&self.txnlog_path))?;
-        self.committed.offset = offset;
+        self.committed.offset = self.files.commit(bytes, txn_id(&self.group, offsets))?;
         for (s, o) in offsets {
             self.committed.last.insert(s.clone(), *o);
         }
-        self.committed.commits += 1;
+        self.committed.commits = self.files.commits;
         Ok(())
     }
 
     /// The data file's current end (for tests).
     pub fn data_len(&mut self) -> Result<u64, DriverError> {
-        self.data
-            .seek(SeekFrom::End(0))
-            .map_err(DriverError::io(&self.data_path))
+        Ok(self.files.data_len()?)
     }
 }
 
@@ -594,7 +517,7 @@ impl Sink {
         read: &[(String, Vec<Line>)],
     ) -> Result<(), Stop> {
         let mut b = Batch::default();
-        let committed = {
+        {
             let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
             for (stream, lines) in read {
                 b.add(stream, lines, &out.committed, self.dedup);
@@ -602,8 +525,7 @@ impl Sink {
             if !b.bytes.is_empty() {
                 out.commit(&b.bytes, &b.offsets)?;
             }
-            out.committed.clone()
-        };
+        }
         self.skipped += b.skipped;
         if b.malformed > 0 {
             self.malformed += b.malformed;
@@ -622,6 +544,12 @@ impl Sink {
         }
         if self.last_progress.elapsed() >= PROGRESS_GAP {
             self.last_progress = Instant::now();
+            let committed = self
+                .out
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .committed
+                .clone();
             self.log.info(format_args!(
                 "{}: committed {} bytes ({} commit(s); last offsets {:?}; {} entr(ies) skipped as already committed)",
                 self.consumer, committed.offset, committed.commits, committed.last, self.skipped
@@ -755,6 +683,9 @@ pub async fn run(cfg: SinkConfig, log: Logger) -> Result<(), DriverError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use verify::txnlog::{self, Record};
 
     fn quiet() -> Logger {
         Logger::stderr("test")
@@ -959,6 +890,12 @@ mod tests {
         drop(out);
         std::fs::write(data_path(&prefix), b"A00").unwrap();
         let e = Output::open(&prefix, "checker", &quiet()).unwrap_err();
-        assert!(matches!(e, DriverError::CommittedMissing { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DriverError::SinkFiles(verify::sinkfiles::SinkFilesError::CommittedMissing { .. })
+            ),
+            "{e}"
+        );
     }
 }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fixture;
 pub mod incremental;
 pub mod input;
+pub mod sinkfiles;
 pub mod txnlog;
 pub mod workqueue;
 
