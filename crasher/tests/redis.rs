@@ -388,16 +388,6 @@ fn work_queue_sink_of_three_consumers_holds_under_sink_crashes() {
     );
 }
 
-/// Kills its child (and the child's process group) when dropped.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .arg("-p")
@@ -409,18 +399,9 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Polls `f` every 50 ms until it is true or `budget` has passed.
-fn poll(budget: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + budget;
-    loop {
-        if f() {
-            return true;
-        }
-        if std::time::Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+/// `f` true within `budget` (polled: `procs::wait_until`).
+fn poll(budget: std::time::Duration, f: impl FnMut() -> bool) -> bool {
+    procs::wait_until(std::time::Instant::now() + budget, f)
 }
 
 /// Entries a consumer of the group took and never acknowledged (it died,
@@ -434,17 +415,14 @@ fn entries_left_pending_by_another_consumer_are_claimed_and_committed() {
     let t = tempfile::tempdir().unwrap();
     let block = crasher::run::ports::PortBlock::allocate(2).unwrap();
     let (port, sport) = (block.port(0), block.port(1));
-    let start = |args: Vec<String>| {
-        Reaped(
-            std::process::Command::new(&server)
-                .args(args)
-                .current_dir(t.path())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
+    // Own process groups, killed and reaped on drop, output drained.
+    let start = |name: &str, args: Vec<String>| {
+        let mut cmd = std::process::Command::new(&server);
+        cmd.args(args).current_dir(t.path());
+        procs::Proc::spawn(name, cmd, &t.path().join(format!("{name}.log"))).unwrap()
     };
     let _primary = start(
+        "redis-server",
         [
             "--port",
             &port.to_string(),
@@ -466,7 +444,10 @@ fn entries_left_pending_by_another_consumer_are_claimed_and_committed() {
         ),
     )
     .unwrap();
-    let _sentinel = start(vec![sconf.display().to_string(), "--sentinel".into()]);
+    let _sentinel = start(
+        "sentinel",
+        vec![sconf.display().to_string(), "--sentinel".into()],
+    );
     let up = |p: u16| {
         std::process::Command::new("redis-cli")
             .args(["-p", &p.to_string(), "PING"])
@@ -502,21 +483,17 @@ fn entries_left_pending_by_another_consumer_are_claimed_and_committed() {
     );
     assert!(taken.contains("A0000022"), "{taken}");
     let prefix = t.path().join("output");
-    let _sink = Reaped(
-        common::crasher()
-            .args([
-                "redis-sink",
-                "--sentinels",
-                &format!("127.0.0.1:{sport}"),
-                "--output",
-                prefix.to_str().unwrap(),
-                "--claim-idle",
-                "0.2",
-            ])
-            .stderr(std::fs::File::create(t.path().join("sink.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut sink = common::crasher();
+    sink.args([
+        "redis-sink",
+        "--sentinels",
+        &format!("127.0.0.1:{sport}"),
+        "--output",
+        prefix.to_str().unwrap(),
+        "--claim-idle",
+        "0.2",
+    ]);
+    let _sink = procs::Proc::spawn("sink", sink, &t.path().join("sink.log")).unwrap();
     let data = t.path().join("output.redis");
     let want: String = lines.concat();
     let claimed = poll(std::time::Duration::from_secs(20), || {
