@@ -36,7 +36,7 @@ use crate::encode::{put_message, MESSAGE_OVERHEAD};
 use crate::lines::{LineFile, LinesError};
 use crate::log::{py_bytes, Logger};
 use crate::rate::TokenBucket;
-use crate::status::{unix_now, FeedStatus, StatusError, StatusWriter};
+use crate::status::{snapshot, FeedStatus, StatusError, StatusWriter};
 
 /// How long a rejected NOTIFY waits for an ACK before it is retried anyway.
 pub const NOTIFY_RETRY: Duration = Duration::from_secs(1);
@@ -254,13 +254,6 @@ struct Feeder {
     done: bool,
 }
 
-fn snapshot(st: &FeedStatus) -> FeedStatus {
-    FeedStatus {
-        updated_unix: unix_now(),
-        ..st.clone()
-    }
-}
-
 impl Feeder {
     fn new(cfg: FeedConfig, log: Logger) -> Result<Feeder, FeedError> {
         if cfg.name.len() > usize::from(u16::MAX) {
@@ -314,13 +307,7 @@ impl Feeder {
     /// `Stream(id=..., name=b'...', point_of_ref=..., is_open=...)`, as the
     /// original printed its stream records.
     fn stream_repr(&self, por: u64, is_open: bool) -> String {
-        format!(
-            "Stream(id={}, name=b'{}', point_of_ref={}, is_open={})",
-            self.st.stream_id,
-            self.name_repr,
-            por,
-            if is_open { "True" } else { "False" }
-        )
+        crate::status::stream_repr(self.st.stream_id, &self.name_repr, por, is_open)
     }
 
     /// Records a state change in the status file; `force` for changes the

@@ -108,10 +108,43 @@ pub fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// `st` stamped now: what [`StatusWriter::update`] writes.
+pub fn snapshot(st: &FeedStatus) -> FeedStatus {
+    FeedStatus {
+        updated_unix: unix_now(),
+        ..st.clone()
+    }
+}
+
+/// `Stream(id=..., name=b'...', point_of_ref=..., is_open=...)`, as the
+/// original printed its stream records (`name_repr`: the name as a Python
+/// bytes literal's inside).
+pub fn stream_repr(stream_id: u64, name_repr: &str, por: u64, is_open: bool) -> String {
+    format!(
+        "Stream(id={stream_id}, name=b'{name_repr}', point_of_ref={por}, is_open={})",
+        if is_open { "True" } else { "False" }
+    )
+}
+
+/// Where a restarted feeder resumes: the `acked` offset of its own status
+/// file, if the file is this feeder's (same stream id).
+pub fn resume_offset(status_file: &Path, stream_id: u64, log: &crate::log::Logger) -> Option<u64> {
+    let st = FeedStatus::read(status_file).ok()?;
+    if st.stream_id != stream_id {
+        log.warn(format_args!(
+            "status file {} belongs to stream id {}, not {stream_id}: starting from the beginning",
+            status_file.display(),
+            st.stream_id
+        ));
+        return None;
+    }
+    st.acked
+}
+
 /// Writes a status file no more often than every [`StatusWriter::MIN_GAP`]
 /// unless forced, remembering whether a newer state is still unwritten.
 #[derive(Debug)]
-pub(crate) struct StatusWriter {
+pub struct StatusWriter {
     path: Option<PathBuf>,
     last: Option<Instant>,
     dirty: bool,
@@ -119,9 +152,10 @@ pub(crate) struct StatusWriter {
 
 impl StatusWriter {
     /// Minimum time between two unforced writes.
-    pub(crate) const MIN_GAP: Duration = Duration::from_millis(100);
+    pub const MIN_GAP: Duration = Duration::from_millis(100);
 
-    pub(crate) fn new(path: Option<PathBuf>) -> StatusWriter {
+    /// A writer of `path` (`None`: no status file, every call a no-op).
+    pub fn new(path: Option<PathBuf>) -> StatusWriter {
         StatusWriter {
             path,
             last: None,
@@ -131,7 +165,7 @@ impl StatusWriter {
 
     /// Notes that the state changed; written now if `force` or if the last
     /// write is old enough, else later by [`StatusWriter::flush_due`].
-    pub(crate) fn update(
+    pub fn update(
         &mut self,
         force: bool,
         snapshot: impl FnOnce() -> FeedStatus,
@@ -151,7 +185,7 @@ impl StatusWriter {
     }
 
     /// When an unwritten change must be written, if there is one.
-    pub(crate) fn due_at(&self) -> Option<Instant> {
+    pub fn due_at(&self) -> Option<Instant> {
         if !self.dirty || self.path.is_none() {
             return None;
         }
@@ -159,10 +193,7 @@ impl StatusWriter {
     }
 
     /// Writes the pending change if its time has come.
-    pub(crate) fn flush_due(
-        &mut self,
-        snapshot: impl FnOnce() -> FeedStatus,
-    ) -> Result<(), StatusError> {
+    pub fn flush_due(&mut self, snapshot: impl FnOnce() -> FeedStatus) -> Result<(), StatusError> {
         if self.due_at().is_some_and(|t| t <= Instant::now()) {
             self.write(snapshot())?;
         }

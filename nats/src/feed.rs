@@ -24,7 +24,7 @@
 //!   the last line is acknowledged, and the process exits 0.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::ContextBuilder;
@@ -33,7 +33,7 @@ use async_nats::{connection::State, ServerAddr};
 use bytes::Bytes;
 use feeders::lines::LineFile;
 use feeders::log::{py_bytes, Logger};
-use feeders::status::{unix_now, FeedStatus};
+use feeders::status::{snapshot, stream_repr, unix_now, FeedStatus, StatusWriter};
 
 use crate::conn::{self, Backoff};
 use crate::error::NatsError;
@@ -44,7 +44,6 @@ pub const MAX_LINE: usize = 1024 * 1024 - 4096;
 
 /// How often the status file is rewritten at most, and the acked log line
 /// printed at most.
-const STATUS_GAP: Duration = Duration::from_millis(100);
 const ACK_LOG_GAP: Duration = Duration::from_secs(1);
 
 /// What `crasher nats-feed` is asked to do.
@@ -95,50 +94,25 @@ pub fn msg_id(stream_id: u64, offset: u64) -> String {
     format!("{stream_id:016x}-{offset}")
 }
 
-/// Where a restarted feeder resumes: the `acked` offset of its own status
-/// file, if the file is this feeder's (same stream id).
-pub fn resume_offset(status_file: &Path, stream_id: u64, log: &Logger) -> Option<u64> {
-    let st = FeedStatus::read(status_file).ok()?;
-    if st.stream_id != stream_id {
-        log.warn(format_args!(
-            "status file {} belongs to stream id {}, not {stream_id}: starting from the beginning",
-            status_file.display(),
-            st.stream_id
-        ));
-        return None;
-    }
-    st.acked
-}
+pub use feeders::status::resume_offset;
 
 struct Feeder {
     cfg: FeedConfig,
     log: Logger,
     st: FeedStatus,
     name_repr: String,
-    last_status: Option<Instant>,
+    status: StatusWriter,
 }
 
 impl Feeder {
     fn repr(&self, por: u64) -> String {
-        format!(
-            "Stream(id={}, name=b'{}', point_of_ref={por}, is_open={})",
-            self.st.stream_id,
-            self.name_repr,
-            if self.st.is_open { "True" } else { "False" }
-        )
+        stream_repr(self.st.stream_id, &self.name_repr, por, self.st.is_open)
     }
 
-    /// Rewrites the status file if `force` or if the last write is old enough.
+    /// Rewrites the status file if `force` or if the last write is old
+    /// enough ([`StatusWriter`]).
     fn save(&mut self, force: bool) -> Result<(), NatsError> {
-        let Some(path) = self.cfg.status_file.clone() else {
-            return Ok(());
-        };
-        if !force && self.last_status.is_some_and(|t| t.elapsed() < STATUS_GAP) {
-            return Ok(());
-        }
-        self.st.updated_unix = unix_now();
-        self.st.write_atomic(&path)?;
-        self.last_status = Some(Instant::now());
+        self.status.update(force, || snapshot(&self.st))?;
         Ok(())
     }
 }
@@ -172,9 +146,9 @@ pub async fn run(cfg: FeedConfig, log: Logger) -> Result<FeedSummary, NatsError>
             updated_unix: unix_now(),
         },
         name_repr: py_bytes(&name),
+        status: StatusWriter::new(cfg.status_file.clone()),
         cfg,
         log,
-        last_status: None,
     };
     let mut summary = FeedSummary {
         resumed_from: start,

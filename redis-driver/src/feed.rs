@@ -23,12 +23,12 @@
 //!   ([`feeders::status::FeedStatus`], including `sent_bytes`).
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use feeders::lines::LineFile;
 use feeders::log::{py_bytes, Logger};
-use feeders::status::{unix_now, FeedStatus};
+use feeders::status::{snapshot, stream_repr, unix_now, FeedStatus, StatusWriter};
 use redis::aio::MultiplexedConnection;
 
 use crate::conn::{self, Backoff};
@@ -43,7 +43,6 @@ pub const OFFSET_FIELD: &str = "o";
 /// Field of an entry holding the line.
 pub const LINE_FIELD: &str = "l";
 
-const STATUS_GAP: Duration = Duration::from_millis(100);
 const ACK_LOG_GAP: Duration = Duration::from_secs(1);
 
 /// What `crasher redis-feed` is asked to do.
@@ -85,21 +84,7 @@ pub struct FeedSummary {
     pub resumed_from: u64,
 }
 
-/// Where a restarted feeder resumes: the `acked` offset of its own status
-/// file (the start of the last acknowledged line), if the file is this
-/// feeder's (same stream id).
-pub fn resume_offset(status_file: &Path, stream_id: u64, log: &Logger) -> Option<u64> {
-    let st = FeedStatus::read(status_file).ok()?;
-    if st.stream_id != stream_id {
-        log.warn(format_args!(
-            "status file {} belongs to stream id {}, not {stream_id}: starting from the beginning",
-            status_file.display(),
-            st.stream_id
-        ));
-        return None;
-    }
-    st.acked
-}
+pub use feeders::status::resume_offset;
 
 /// Why a line must be sent again.
 #[derive(Debug, thiserror::Error)]
@@ -152,29 +137,18 @@ struct Feeder {
     log: Logger,
     st: FeedStatus,
     name_repr: String,
-    last_status: Option<Instant>,
+    status: StatusWriter,
 }
 
 impl Feeder {
     fn repr(&self, por: u64) -> String {
-        format!(
-            "Stream(id={}, name=b'{}', point_of_ref={por}, is_open={})",
-            self.st.stream_id,
-            self.name_repr,
-            if self.st.is_open { "True" } else { "False" }
-        )
+        stream_repr(self.st.stream_id, &self.name_repr, por, self.st.is_open)
     }
 
+    /// Rewrites the status file if `force` or if the last write is old
+    /// enough ([`StatusWriter`]).
     fn save(&mut self, force: bool) -> Result<(), DriverError> {
-        let Some(path) = self.cfg.status_file.clone() else {
-            return Ok(());
-        };
-        if !force && self.last_status.is_some_and(|t| t.elapsed() < STATUS_GAP) {
-            return Ok(());
-        }
-        self.st.updated_unix = unix_now();
-        self.st.write_atomic(&path)?;
-        self.last_status = Some(Instant::now());
+        self.status.update(force, || snapshot(&self.st))?;
         Ok(())
     }
 }
@@ -207,9 +181,9 @@ pub async fn run(cfg: FeedConfig, log: Logger) -> Result<FeedSummary, DriverErro
             updated_unix: unix_now(),
         },
         name_repr: py_bytes(&name),
+        status: StatusWriter::new(cfg.status_file.clone()),
         cfg,
         log,
-        last_status: None,
     };
     // Resume with the line after the last acknowledged one.
     let start = match resumed {
