@@ -25,7 +25,7 @@
 //!   cluster: see [`Schedule::disturbed`] and [`Schedule::epoch`], used by
 //!   `liveness::await_live`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -134,6 +134,12 @@ struct Inner {
     decisions: Vec<Decision>,
     /// Latest verified bytes per key, and whether the key is still fed.
     progress: BTreeMap<String, (u64, bool)>,
+    /// Loops waiting for an isolated slot, in order of arrival: the slot
+    /// goes to the one that has waited longest, so a loop on a short timer
+    /// cannot starve one on a long timer (a crash loop re-asking every few
+    /// seconds once took every slot of a 30 s run from the pause loop).
+    queue: VecDeque<u64>,
+    next_waiter: u64,
 }
 
 /// The run's one fault schedule; shared by every loop.
@@ -187,6 +193,49 @@ impl Drop for Ticket {
     }
 }
 
+/// A loop's place in the queue for an isolated slot; leaves the queue
+/// when dropped, so a loop that stops waiting (its run ended, its task was
+/// cancelled) does not hold up the loops behind it.
+struct QueuePlace {
+    schedule: Arc<Schedule>,
+    number: u64,
+    left: bool,
+}
+
+impl QueuePlace {
+    fn join(schedule: &Arc<Schedule>) -> QueuePlace {
+        let mut g = schedule.lock();
+        let number = g.next_waiter;
+        g.next_waiter += 1;
+        g.queue.push_back(number);
+        drop(g);
+        QueuePlace {
+            schedule: schedule.clone(),
+            number,
+            left: false,
+        }
+    }
+
+    /// Leaves the queue while the caller holds the lock (it is starting its
+    /// fault, which itself wakes the loops behind it).
+    fn leave_locked(mut self, g: &mut Inner) {
+        g.queue.retain(|&n| n != self.number);
+        self.left = true;
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        let mut g = self.schedule.lock();
+        g.queue.retain(|&n| n != self.number);
+        drop(g);
+        self.schedule.changed.notify_waiters();
+    }
+}
+
 impl Schedule {
     /// A schedule whose `mixed` draws come from `rng`.
     pub fn new(cfg: ScheduleConfig, rng: ChaCha8Rng) -> Arc<Schedule> {
@@ -204,6 +253,8 @@ impl Schedule {
                 coverage: BTreeMap::new(),
                 decisions: Vec::new(),
                 progress: BTreeMap::new(),
+                queue: VecDeque::new(),
+                next_waiter: 0,
             }),
             changed: Notify::new(),
         })
@@ -243,6 +294,9 @@ impl Schedule {
                 self.lock().rng.gen_bool(share.clamp(0.0, 1.0))
             }
         };
+        // A fault that may overlap does not wait for a slot, so it does not
+        // queue for one either.
+        let place = (!overlap_ok).then(|| QueuePlace::join(self));
         let mut last_gate_glyph: Option<Instant> = None;
         loop {
             let notified = self.changed.notified();
@@ -251,7 +305,13 @@ impl Schedule {
                 self.expire(&mut g);
                 let gate_closed = !g.holds.is_empty();
                 let busy = !g.active.is_empty() || !g.pending.is_empty();
-                if !gate_closed && (overlap_ok || !busy) && !self.past_cutoff() {
+                let my_turn = place
+                    .as_ref()
+                    .map_or(true, |p| g.queue.front() == Some(&p.number));
+                if !gate_closed && (overlap_ok || (!busy && my_turn)) && !self.past_cutoff() {
+                    if let Some(p) = place {
+                        p.leave_locked(&mut g);
+                    }
                     return self.start_locked(&mut g, kind);
                 }
                 if gate_closed
@@ -599,6 +659,42 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_loop_that_waited_longest_gets_the_next_isolated_slot() {
+        let s = sched(ScheduleMode::Isolated);
+        s.progress(&keys(10, 10));
+        let first = s.acquire("crash1", || {}).await;
+        let s2 = s.clone();
+        let pause = tokio::spawn(async move { s2.acquire("pause", || {}).await.id() });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A waiter that gives up leaves the queue without holding it.
+        let s3 = s.clone();
+        let quitter = tokio::spawn(async move { s3.acquire("shrink", || {}).await.id() });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        quitter.abort();
+        let s4 = s.clone();
+        let crash = tokio::spawn(async move {
+            let t = s4.acquire("crash1", || {}).await;
+            t.id()
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.end();
+        s.progress(&keys(11, 11));
+        let id = tokio::time::timeout(Duration::from_secs(2), pause)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(id, 2, "the pause loop waited longest");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!crash.is_finished(), "the pause is not yet observed");
+        s.progress(&keys(12, 12));
+        let id = tokio::time::timeout(Duration::from_secs(2), crash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(id, 3);
     }
 
     #[test]
