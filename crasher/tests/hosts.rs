@@ -607,3 +607,215 @@ fn nats_jetstream_across_three_hosts_holds() {
     let glyphs = fault_glyphs(&run.stdout());
     assert!(saw(&glyphs, "c1"), "{glyphs:?}");
 }
+
+/// The sshd listeners of the lab hosts of `dir` (one per host): their
+/// network namespaces are the hosts'.
+fn host_sshds(dir: &Path) -> Vec<u32> {
+    let dir = dir.display().to_string();
+    let mut v: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains("sshd -D -e -f") && cmd.contains(&dir)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The nftables tables of `pid`'s network namespace whose name starts
+/// with `crasher` (`nft list tables` run there with nsenter).
+fn crasher_tables(pid: u32) -> Vec<String> {
+    let out = std::process::Command::new(netlab::which("nsenter").unwrap())
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .arg("--")
+        .arg(netlab::which("nft").unwrap())
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" crasher"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every crasher table on the hosts of `dir`, as `PID: table`.
+fn tables_on_hosts(dir: &Path) -> Vec<String> {
+    host_sshds(dir)
+        .into_iter()
+        .flat_map(|p| {
+            crasher_tables(p)
+                .into_iter()
+                .map(move |t| format!("{p}: {t}"))
+        })
+        .collect()
+}
+
+/// The `(fired, observed)` counts of fault `word` in the coverage line.
+fn coverage(out: &str, word: &str) -> Option<(u32, u32)> {
+    let line = out.lines().find(|l| l.starts_with("Fault coverage"))?;
+    let at = line.find(&format!(" {word} "))? + word.len() + 2;
+    let mut nums = line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap());
+    Some((nums.next()?, nums.next()?))
+}
+
+/// Network faults on the hosts: a three-host soak with crash1 and
+/// partition holds, the partitions fire and are observed, the run's table
+/// is seen on the hosts while it runs, and after the run no crasher table
+/// is left on any host.
+#[test]
+fn a_three_host_soak_with_partition_holds_and_leaves_no_table() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "partition",
+            "--duration",
+            "40s",
+            "--keys",
+            "A,B,C",
+            "--input-bytes",
+            "1000000",
+            "--timing",
+            "net_start=2",
+            "--on-failure",
+            "kill",
+        ],
+        true,
+    );
+    let id = run.run_id(Duration::from_secs(60));
+    let table = format!("table inet crasher_{}", id.replace('-', "_"));
+    // Sampled while the run goes on: the rules are in the run's table on
+    // the hosts themselves.
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(200);
+    while !run.output().contains("command ended") {
+        assert!(Instant::now() < deadline, "no end:\n{}", run.output());
+        for t in tables_on_hosts(&run.dir) {
+            seen.insert(t);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.output();
+    assert!(out.contains("command ended (0)"), "{out}");
+    let (fired, observed) = coverage(&out, "partition").unwrap_or_else(|| panic!("{out}"));
+    assert!(fired >= 1 && observed == fired, "{out}");
+    let glyphs = fault_glyphs(&run.stdout());
+    assert!(saw(&glyphs, "{H}"), "{glyphs:?}");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|t| t.ends_with(&table)),
+        "tables seen on the hosts: {seen:?}, want {table}"
+    );
+    assert_eq!(host_sshds(&run.dir).len(), 3);
+    assert_eq!(tables_on_hosts(&run.dir), Vec::<String>::new());
+    run.release();
+    run.wait(Duration::from_secs(20));
+}
+
+/// `isolate` cuts a host from the control machine too, but never crasher's
+/// SSH: the fault is healed through the isolated host's own control shell.
+/// Then SIGKILL of crasher while a fault is in force: within 5 s no
+/// crasher table is left on any host (each host's control shell deletes
+/// the run's table when its session ends).
+#[test]
+fn sigkill_of_crasher_during_a_network_fault_leaves_no_table() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "isolate",
+            "--duration",
+            "120s",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "4000000",
+            "--rate",
+            "100000",
+            "--timing",
+            "net_start=1,net_gap_min=1,net_gap_max=2,net_hold_min=4,net_hold_max=5",
+        ],
+        true,
+    );
+    let id = run.run_id(Duration::from_secs(60));
+    let table = format!("table inet crasher_{}", id.replace('-', "_"));
+    // An isolation, then its heal (over the isolated host's SSH), then
+    // the next fault in force on a host.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let glyphs = run.stdout();
+        let healed = glyphs
+            .find("{I:")
+            .is_some_and(|at| glyphs[at..].contains("{H}"));
+        if healed && !tables_on_hosts(&run.dir).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no isolation healed and another in force:\n{}",
+            run.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let during = tables_on_hosts(&run.dir);
+    assert!(during.iter().all(|t| t.ends_with(&table)), "{during:?}");
+    let soak = soak_pid(&run.dir).expect("the soak runs");
+    kill(Pid::from_raw(soak as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let clean = procs::wait_until(killed + Duration::from_secs(5), || {
+        tables_on_hosts(&run.dir).is_empty()
+    });
+    assert!(
+        clean,
+        "left 5 s after SIGKILL: {:?} (was {during:?})",
+        tables_on_hosts(&run.dir)
+    );
+    assert_eq!(host_sshds(&run.dir).len(), 3);
+    run.release();
+    run.wait(Duration::from_secs(30));
+}
+
+/// The split-brain bug (`--inject commit-when-cut-off`, which
+/// crasher/tests/netlab_soak.rs catches with `partition`) is caught across
+/// hosts too.
+#[test]
+fn split_brain_bug_is_caught_by_partition_across_hosts() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "partition",
+            "--inject",
+            "commit-when-cut-off",
+            "--timing",
+            "net_hold_min=6,net_hold_max=8",
+            "--duration",
+            "45s",
+            "--keys",
+            "A,B,C",
+            "--input-bytes",
+            "1000000",
+            "--on-failure",
+            "kill",
+        ],
+        false,
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("VIOLATION (sanity)"), "{out}");
+}

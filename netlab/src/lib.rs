@@ -583,8 +583,7 @@ impl Lab {
             }
             let node = &self.nodes[&name];
             let nft = which("nft").unwrap_or_else(|| "nft".into());
-            let mut full = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
-            full.push_str(&script);
+            let full = replace_table(TABLE, &script);
             run_input(&mut node_cmd(node, nft, &["-f", "-"]), Some(&full))?;
             self.applied.insert(name, script);
         }
@@ -610,48 +609,100 @@ impl Lab {
 
     /// The nft script of node `name` for `faults` (empty: no table).
     fn script(&self, name: &str, faults: &Faults) -> Result<String, NetlabError> {
-        let me = End::Node(name.to_owned());
-        let mut input = Vec::new();
-        let mut output = Vec::new();
-        for c in &faults.cuts {
-            if c.to == me {
-                input.push(format!("ip saddr {} drop", self.addr_of(&c.from)?));
-            } else if c.from == me && c.to == End::Lab {
-                output.push(format!("ip daddr {} drop", self.addr_of(&c.to)?));
-            }
-        }
-        match faults.flaky.get(name).copied() {
-            None | Some(0) => {}
-            Some(p) => {
-                // nft wants the compared value below the modulus.
-                let share = if p >= 100 {
-                    String::new()
-                } else {
-                    format!("numgen random mod 100 < {p} ")
-                };
-                input.push(format!("iifname \"eth0\" {share}drop"));
-                output.push(format!("oifname \"eth0\" {share}drop"));
-            }
-        }
-        if input.is_empty() && output.is_empty() {
-            return Ok(String::new());
-        }
-        let chain = |hook: &str, rules: &[String]| {
-            let mut s = format!(
-                "  chain {hook} {{\n    type filter hook {hook} priority 0; policy accept;\n"
-            );
-            for r in rules {
-                s.push_str(&format!("    {r}\n"));
-            }
-            s.push_str("  }\n");
-            s
-        };
-        Ok(format!(
-            "table inet {TABLE} {{\n{}{}}}\n",
-            chain("input", &input),
-            chain("output", &output)
-        ))
+        node_rules(name, faults, &|e| self.addr_of(e), &RuleStyle::lab())
     }
+}
+
+/// How [`node_rules`] writes a node's table: its name, how the node's
+/// link is matched (flaky), and rules put first in each chain that accept
+/// what must never be dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleStyle {
+    /// The table (`inet TABLE`).
+    pub table: String,
+    /// What matches a packet coming in on the node's link (for flaky).
+    pub link_in: String,
+    /// What matches a packet going out on it.
+    pub link_out: String,
+    /// Accept rules first in the input chain (e.g. an SSH exemption).
+    pub exempt_in: Vec<String>,
+    /// Accept rules first in the output chain.
+    pub exempt_out: Vec<String>,
+}
+
+impl RuleStyle {
+    /// A lab node's: table [`TABLE`], link `eth0`, no exemption.
+    pub fn lab() -> RuleStyle {
+        RuleStyle {
+            table: TABLE.into(),
+            link_in: "iifname \"eth0\"".into(),
+            link_out: "oifname \"eth0\"".into(),
+            exempt_in: Vec::new(),
+            exempt_out: Vec::new(),
+        }
+    }
+}
+
+/// The nft script (a whole `table inet …` definition) of node `me` for
+/// `faults`, empty when nothing of it is cut or flaky. A cut from A to B
+/// is `ip saddr A drop` in B's input chain, or `ip daddr B drop` in A's
+/// output chain when B is the lab ([`End::Lab`]); a flaky node drops a
+/// share of the packets on its link both ways. `addr` gives each end's
+/// address.
+pub fn node_rules(
+    me: &str,
+    faults: &Faults,
+    addr: &dyn Fn(&End) -> Result<Ipv4Addr, NetlabError>,
+    style: &RuleStyle,
+) -> Result<String, NetlabError> {
+    let me_end = End::Node(me.to_owned());
+    let mut input = Vec::new();
+    let mut output = Vec::new();
+    for c in &faults.cuts {
+        if c.to == me_end {
+            input.push(format!("ip saddr {} drop", addr(&c.from)?));
+        } else if c.from == me_end && c.to == End::Lab {
+            output.push(format!("ip daddr {} drop", addr(&c.to)?));
+        }
+    }
+    match faults.flaky.get(me).copied() {
+        None | Some(0) => {}
+        Some(p) => {
+            // nft wants the compared value below the modulus.
+            let share = if p >= 100 {
+                String::new()
+            } else {
+                format!("numgen random mod 100 < {p} ")
+            };
+            input.push(format!("{} {share}drop", style.link_in));
+            output.push(format!("{} {share}drop", style.link_out));
+        }
+    }
+    if input.is_empty() && output.is_empty() {
+        return Ok(String::new());
+    }
+    let chain = |hook: &str, exempt: &[String], rules: &[String]| {
+        let mut s =
+            format!("  chain {hook} {{\n    type filter hook {hook} priority 0; policy accept;\n");
+        for r in exempt.iter().chain(rules) {
+            s.push_str(&format!("    {r}\n"));
+        }
+        s.push_str("  }\n");
+        s
+    };
+    Ok(format!(
+        "table inet {} {{\n{}{}}}\n",
+        style.table,
+        chain("input", &style.exempt_in, &input),
+        chain("output", &style.exempt_out, &output)
+    ))
+}
+
+/// The `nft -f` input that makes `script` (from [`node_rules`]) the whole
+/// of table `table`, atomically: create it if missing, delete it, then
+/// define it again (an empty `script` just deletes it).
+pub fn replace_table(table: &str, script: &str) -> String {
+    format!("table inet {table}\ndelete table inet {table}\n{script}")
 }
 
 fn node_cmd(node: &Node, program: PathBuf, args: &[&str]) -> Command {

@@ -343,14 +343,47 @@ impl Cluster {
         self.lab.as_ref()
     }
 
-    /// Puts `faults` in force in the lab (an empty set heals everything).
+    /// Puts `faults` in force in the lab, or on the hosts with `--hosts`
+    /// (an empty set heals everything).
     pub fn apply_network(&mut self, faults: &netlab::Faults) -> Result<(), String> {
-        let applied = match self.lab.as_mut() {
-            Some(lab) => lab.apply(faults).map_err(|e| e.to_string()),
-            None => Err("no lab network in this run (--network lab)".into()),
+        let host_of = self.host_of_members();
+        let applied = match (self.lab.as_mut(), self.hosts.as_mut(), host_of) {
+            (Some(lab), _, _) => lab.apply(faults).map_err(|e| e.to_string()),
+            (None, Some(h), Some(host_of)) => h.apply_network(faults, &host_of),
+            _ => Err("no lab network in this run (--network lab)".into()),
         };
         self.save_state();
         applied
+    }
+
+    /// `--hosts`: each member's host index, by worker name.
+    fn host_of_members(&self) -> Option<BTreeMap<String, usize>> {
+        let h = self.hosts.as_ref()?;
+        Some(
+            self.members
+                .iter()
+                .map(|&i| (worker_name(i), h.index_of_worker(i)))
+                .collect(),
+        )
+    }
+
+    /// Whether `faults` can be put in force as they are: always in a lab;
+    /// with `--hosts` only when the hosts' rules make exactly them (see
+    /// [`super::hosts::host_faults`]); Err says why not.
+    pub fn network_fits(&self, faults: &netlab::Faults) -> Result<(), String> {
+        match self.host_of_members() {
+            Some(host_of) => super::hosts::host_faults(faults, &host_of).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The network faults in force (lab or hosts), if the run can have any.
+    pub fn network_faults(&self) -> Option<&netlab::Faults> {
+        match (&self.lab, &self.hosts) {
+            (Some(lab), _) => Some(lab.faults()),
+            (None, Some(h)) => Some(h.faults()),
+            _ => None,
+        }
     }
 
     /// `--hosts`: from now on workers run on these hosts.
@@ -786,10 +819,10 @@ impl Cluster {
             sink: self.sink_addr(),
             processes,
             manual: None,
-            network: self
-                .lab
-                .as_ref()
-                .map(|lab| format!("lab: {}", lab.faults().describe())),
+            network: self.network_faults().map(|f| {
+                let kind = if self.lab.is_some() { "lab" } else { "hosts" };
+                format!("{kind}: {}", f.describe())
+            }),
         };
         let _ = st.write();
     }

@@ -26,6 +26,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use netlab::{End, Faults};
 use nix::sys::signal::Signal;
 use procs::{Proc, RUN_ID_VAR};
 
@@ -118,6 +121,8 @@ pub struct HostSpec {
     /// Options common to every ssh invocation for it (before the
     /// destination).
     pub ssh_options: Vec<String>,
+    /// The SSH port (`port`, default 22): exempt from network faults.
+    pub ssh_port: u16,
     /// Working directory on the host.
     pub workdir: PathBuf,
     /// `crasher` on the host, if not at the local path.
@@ -266,6 +271,7 @@ impl HostsConfig {
                 address,
                 destination: h.destination.clone(),
                 ssh_options: opts,
+                ssh_port: h.port.unwrap_or(22),
                 workdir: h.workdir.clone(),
                 crasher: h.crasher.clone(),
                 env,
@@ -310,6 +316,28 @@ kill "$w" 2>/dev/null
 rm -f "$d/pids/$n"
 exit "$s""#;
 
+/// The run's nftables table on the hosts (`inet crasher_RUNID`, the run
+/// id's characters other than letters and digits made `_`): network faults
+/// of the run live there and nowhere else.
+pub fn table_name(run_id: &str) -> String {
+    let id: String = run_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("crasher_{id}")
+}
+
+/// The remote command of a host's control shell: a `sh` reading requests
+/// from the session's stdin; when that ends (crasher closed it, or crasher,
+/// its ssh client or the master connection died), the run's nftables
+/// table `table` is deleted, so no fault outlives the run.
+pub fn control_shell_script(table: &str) -> String {
+    format!(
+        "sh; nft delete table inet {} >/dev/null 2>&1; exit 0",
+        shell_quote(table)
+    )
+}
+
 /// Quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -324,6 +352,9 @@ pub struct Remote {
     control: PathBuf,
     /// The run's directory on the host (`WORKDIR/RUN_ID`).
     pub dir: PathBuf,
+    /// The run's nftables table there (`inet TABLE`, see [`table_name`]):
+    /// deleted when the control shell's session ends.
+    table: String,
     /// A long-lived `sh` on the host, reading signal scripts from its
     /// stdin (see [`ControlShell`]); `None` once it failed, then every
     /// signal is a session of its own.
@@ -348,10 +379,13 @@ struct ControlShell {
 impl ControlShell {
     fn start(r: &Remote) -> Option<ControlShell> {
         let mut c = r.ssh();
-        c.arg("exec sh")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+        c.arg(format!(
+            "exec sh -c {}",
+            shell_quote(&control_shell_script(&r.table))
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         let mut child = c.spawn().ok()?;
         let stdin = child.stdin.take()?;
@@ -379,12 +413,19 @@ impl ControlShell {
         Some(shell)
     }
 
-    /// Runs `script` in a subshell there; Ok once it finished.
-    fn run(&mut self, script: &str, timeout: Duration) -> Result<(), String> {
+    /// Runs `script` in a subshell there; once it finished, its exit
+    /// status and its stderr (on one line). Err when the shell did not
+    /// answer.
+    fn run(&mut self, script: &str, timeout: Duration) -> Result<(i32, String), String> {
         use std::io::Write;
         self.seq += 1;
-        let done = format!("@done {}", self.seq);
-        let line = format!("( {script}\n) </dev/null >/dev/null 2>&1; echo '{done}'\n");
+        let done = format!("@done {} ", self.seq);
+        // The assignment's status is the command substitution's: the
+        // script's. Its stdout is dropped, its stderr comes back.
+        let line = format!(
+            "e=$( ( {script}\n) </dev/null 2>&1 >/dev/null ); s=$?; \
+             printf '{done}%s %s\\n' \"$s\" \"$(printf %s \"$e\" | tr '\\n' ' ')\"\n"
+        );
         self.stdin
             .write_all(line.as_bytes())
             .and_then(|()| self.stdin.flush())
@@ -393,8 +434,12 @@ impl ControlShell {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l == done => return Ok(()),
-                Ok(_) => {}
+                Ok(l) => {
+                    if let Some(rest) = l.strip_prefix(&done) {
+                        let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+                        return Ok((code.parse().unwrap_or(-1), msg.trim().to_owned()));
+                    }
+                }
                 Err(_) => return Err("control shell did not answer".into()),
             }
         }
@@ -479,7 +524,10 @@ impl Remote {
         let mut shell = self.shell.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sh) = shell.as_mut() {
             match sh.run(script, timeout) {
-                Ok(()) => return Ok(()),
+                Ok((0, _)) => return Ok(()),
+                Ok((code, msg)) => {
+                    return Err(format!("{}: exit status {code}: {msg}", self.spec.name))
+                }
                 Err(e) => {
                     eprintln!(
                         "crasher: host {}: {e}; signals now take a session each",
@@ -491,6 +539,38 @@ impl Remote {
         }
         drop(shell);
         self.run(script, timeout)
+    }
+
+    /// Runs `script` through the control shell only (no fallback: what it
+    /// changes must be undone when the shell's session ends, see
+    /// [`control_shell_script`]).
+    pub fn run_control(&self, script: &str, timeout: Duration) -> Result<(), String> {
+        let mut shell = self.shell.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sh) = shell.as_mut() else {
+            return Err(format!("host {}: no control shell", self.spec.name));
+        };
+        match sh.run(script, timeout) {
+            Ok((0, _)) => Ok(()),
+            Ok((code, msg)) => Err(format!(
+                "host {}: exit status {code}: {msg}",
+                self.spec.name
+            )),
+            Err(e) => {
+                *shell = None;
+                Err(format!("host {}: {e}", self.spec.name))
+            }
+        }
+    }
+
+    /// Makes `script` (an nft table definition from
+    /// [`netlab::node_rules`], empty to delete it) the run's table on this
+    /// host, atomically (one `nft -f`), through the control shell.
+    pub fn set_table(&self, script: &str) -> Result<(), String> {
+        let input = netlab::replace_table(&self.table, script);
+        self.run_control(
+            &format!("printf '%s' {} | nft -f -", shell_quote(&input)),
+            SIGNAL_TIMEOUT,
+        )
     }
 
     /// Sends `sig` to the process group of remote process `name`. A
@@ -564,6 +644,88 @@ pub struct Hosts {
     masters: Vec<Proc>,
     placement: Vec<usize>,
     control: Ipv4Addr,
+    /// The network faults in force (worker level, as asked).
+    faults: Faults,
+    /// The table script in force per host (index), for those that have one.
+    applied: BTreeMap<usize, String>,
+}
+
+/// The worker-level `faults` as host-level ones (nodes named by host index,
+/// [`End::Lab`] the control machine), given each member's host
+/// (`host_of`: worker name to host index). Err, saying why, when a host's
+/// rules cannot make exactly these faults: two workers on one host cut
+/// from each other, a cut or a flaky link that would also hit another
+/// member of the same host (rules match a host's address, which its
+/// workers share).
+pub fn host_faults(faults: &Faults, host_of: &BTreeMap<String, usize>) -> Result<Faults, String> {
+    let host = |e: &End| -> Result<End, String> {
+        match e {
+            End::Lab => Ok(End::Lab),
+            End::Node(n) => host_of
+                .get(n)
+                .map(|h| End::Node(h.to_string()))
+                .ok_or_else(|| format!("{n} is not a member")),
+        }
+    };
+    let on = |h: &End| -> Vec<End> {
+        host_of
+            .iter()
+            .filter(|(_, i)| End::Node(i.to_string()) == *h)
+            .map(|(n, _)| End::Node(n.clone()))
+            .collect()
+    };
+    let mut out = Faults::default();
+    for c in &faults.cuts {
+        let (hf, ht) = (host(&c.from)?, host(&c.to)?);
+        if hf == ht {
+            return Err(format!(
+                "{} and {} share a host: no rule can cut them apart",
+                c.from, c.to
+            ));
+        }
+        // Every member of the one host must be cut from every member of
+        // the other (the lab is itself).
+        let froms = if hf == End::Lab {
+            vec![End::Lab]
+        } else {
+            on(&hf)
+        };
+        let tos = if ht == End::Lab {
+            vec![End::Lab]
+        } else {
+            on(&ht)
+        };
+        for f in &froms {
+            for t in &tos {
+                let want = netlab::Cut {
+                    from: f.clone(),
+                    to: t.clone(),
+                };
+                if !faults.cuts.contains(&want) {
+                    return Err(format!(
+                        "cutting {}->{} would cut {f}->{t} too (they share hosts)",
+                        c.from, c.to
+                    ));
+                }
+            }
+        }
+        out.cuts.insert(netlab::Cut { from: hf, to: ht });
+    }
+    for (n, p) in &faults.flaky {
+        let End::Node(h) = host(&End::Node(n.clone()))? else {
+            continue;
+        };
+        for other in on(&End::Node(h.clone())) {
+            let End::Node(o) = &other else { continue };
+            if faults.flaky.get(o) != Some(p) {
+                return Err(format!(
+                    "a flaky link for {n} would make {o}, on the same host, flaky too"
+                ));
+            }
+        }
+        out.flaky.insert(h, *p);
+    }
+    Ok(out)
 }
 
 /// Every remote host of the live run, for pause-the-world and the panic
@@ -601,6 +763,8 @@ impl Hosts {
             masters: Vec::new(),
             placement: cfg.placement.clone(),
             control: cfg.control,
+            faults: Faults::default(),
+            applied: BTreeMap::new(),
         };
         for (i, spec) in cfg.hosts.iter().enumerate() {
             let control = ssh_dir.join(i.to_string());
@@ -633,6 +797,7 @@ impl Hosts {
                 spec: spec.clone(),
                 control: control.clone(),
                 dir: spec.workdir.join(run_id),
+                table: table_name(run_id),
                 shell: Mutex::new(None),
             };
             let deadline = Instant::now() + CONNECT_TIMEOUT;
@@ -688,6 +853,98 @@ impl Hosts {
     pub fn remotes(&self) -> &[Arc<Remote>] {
         &self.remotes
     }
+
+    /// The index (into [`Hosts::remotes`]) of worker `i`'s host.
+    pub fn index_of_worker(&self, i: usize) -> usize {
+        self.placement[i % self.placement.len()]
+    }
+
+    /// Checks that network faults can be put in force on every host: `nft`
+    /// runs there, as root, through the control shell (which deletes the
+    /// run's table when its session ends).
+    pub fn check_nft(&self) -> Result<(), HostsError> {
+        for r in &self.remotes {
+            r.run_control(
+                &format!(
+                    "command -v nft >/dev/null || {{ echo 'nft not found (install nftables)' >&2; exit 1; }}; \
+                     nft add table inet {t} && nft delete table inet {t}",
+                    t = shell_quote(&r.table)
+                ),
+                SIGNAL_TIMEOUT,
+            )
+            .map_err(|e| {
+                HostsError(format!(
+                    "network faults need nftables and root on every host: {e}"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The network faults in force (as asked, worker level).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Puts worker-level `faults` in force with nftables rules in the run's
+    /// table on the hosts ([`host_faults`] maps them to hosts; `host_of`
+    /// gives each member's host index): a host whose rules change gets its
+    /// table rewritten atomically, through its control shell. Every rule
+    /// table accepts the SSH port first, both ways, so crasher's own
+    /// connections are never cut. An empty `faults` heals everything.
+    pub fn apply_network(
+        &mut self,
+        faults: &Faults,
+        host_of: &BTreeMap<String, usize>,
+    ) -> Result<(), String> {
+        let hf = host_faults(faults, host_of)?;
+        let control = self.control;
+        let addrs: Vec<Ipv4Addr> = self.remotes.iter().map(|r| r.spec.address).collect();
+        let addr = |e: &End| -> Result<Ipv4Addr, netlab::NetlabError> {
+            match e {
+                End::Lab => Ok(control),
+                End::Node(n) => n
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| addrs.get(i).copied())
+                    .ok_or_else(|| netlab::NetlabError::NoNode(n.clone())),
+            }
+        };
+        for (i, r) in self.remotes.iter().enumerate() {
+            let style = rule_style(&r.table, r.spec.ssh_port);
+            let script = netlab::node_rules(&i.to_string(), &hf, &addr, &style)
+                .map_err(|e| e.to_string())?;
+            if self
+                .applied
+                .get(&i)
+                .map_or(script.is_empty(), |s| *s == script)
+            {
+                continue;
+            }
+            r.set_table(&script)?;
+            if script.is_empty() {
+                self.applied.remove(&i);
+            } else {
+                self.applied.insert(i, script);
+            }
+        }
+        self.faults = faults.clone();
+        Ok(())
+    }
+}
+
+/// How a host's rules are written: the run's table, the host's links
+/// (everything but `lo`) for flaky, and the SSH port accepted first both
+/// ways (`tcp dport PORT accept` in, `tcp sport PORT accept` out, whoever
+/// the peer), so no fault ever drops crasher's own SSH traffic.
+pub fn rule_style(table: &str, ssh_port: u16) -> netlab::RuleStyle {
+    netlab::RuleStyle {
+        table: table.to_owned(),
+        link_in: "iifname != \"lo\"".into(),
+        link_out: "oifname != \"lo\"".into(),
+        exempt_in: vec![format!("tcp dport {ssh_port} accept")],
+        exempt_out: vec![format!("tcp sport {ssh_port} accept")],
+    }
 }
 
 /// Whether the master connection of `r` answers `ssh -O check`.
@@ -712,6 +969,13 @@ impl Drop for Hosts {
         {
             let mut all = REMOTES.lock().unwrap_or_else(|e| e.into_inner());
             all.retain(|r| !self.remotes.iter().any(|o| Arc::ptr_eq(o, r)));
+        }
+        // Faults still in force are removed now (the control shells also
+        // delete the table when their sessions end).
+        for &i in self.applied.keys() {
+            if let Err(e) = self.remotes[i].set_table("") {
+                eprintln!("crasher: cannot remove the network faults: {e}");
+            }
         }
         for r in &self.remotes {
             let _ = Command::new("ssh")
@@ -768,6 +1032,107 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("field `env`"), "{e}");
+    }
+
+    #[test]
+    fn worker_faults_become_host_rules_when_hosts_can_make_them() {
+        let n = |s: &str| End::Node(s.to_owned());
+        // initializer, worker1, worker2 on hosts 0, 1, 2; worker3 on 0.
+        let mut host_of: BTreeMap<String, usize> = [("initializer", 0), ("worker1", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        host_of.insert("worker2".into(), 2);
+        let mut f = Faults::default();
+        f.cut_both(&n("worker1"), &n("initializer"));
+        f.cut_both(&n("worker1"), &n("worker2"));
+        f.cut_both(&n("worker1"), &End::Lab);
+        let hf = host_faults(&f, &host_of).unwrap();
+        let mut want = Faults::default();
+        want.cut_both(&n("1"), &n("0"));
+        want.cut_both(&n("1"), &n("2"));
+        want.cut_both(&n("1"), &End::Lab);
+        assert_eq!(hf, want);
+        // The rules on host 1: SSH accepted first, then the drops.
+        let addr = |e: &End| -> Result<Ipv4Addr, netlab::NetlabError> {
+            Ok(match e {
+                End::Lab => Ipv4Addr::new(10, 0, 0, 1),
+                End::Node(h) => Ipv4Addr::new(10, 0, 0, 10 + h.parse::<u8>().unwrap()),
+            })
+        };
+        let rules = netlab::node_rules("1", &hf, &addr, &rule_style("crasher_x", 2222)).unwrap();
+        let input = rules.find("tcp dport 2222 accept").unwrap();
+        assert!(
+            input < rules.find("ip saddr 10.0.0.10 drop").unwrap(),
+            "{rules}"
+        );
+        assert!(rules.contains("ip saddr 10.0.0.1 drop"), "{rules}");
+        let output = rules.find("tcp sport 2222 accept").unwrap();
+        assert!(
+            output < rules.find("ip daddr 10.0.0.1 drop").unwrap(),
+            "{rules}"
+        );
+        assert!(rules.starts_with("table inet crasher_x {"), "{rules}");
+        // Host 0 only drops host 1's packets.
+        let rules0 = netlab::node_rules("0", &hf, &addr, &rule_style("crasher_x", 22)).unwrap();
+        assert!(rules0.contains("ip saddr 10.0.0.11 drop") && !rules0.contains("10.0.0.12"));
+        // worker3 joins on host 0: cutting worker1 from the initializer
+        // alone would cut it from worker3 too; two workers of one host
+        // cannot be cut apart; a flaky initializer would take worker3.
+        host_of.insert("worker3".into(), 0);
+        let e = host_faults(&f, &host_of).unwrap_err();
+        assert!(e.contains("worker3"), "{e}");
+        f.cut_both(&n("worker1"), &n("worker3"));
+        assert!(host_faults(&f, &host_of).is_ok());
+        let mut g = Faults::default();
+        g.cut_both(&n("initializer"), &n("worker3"));
+        assert!(host_faults(&g, &host_of)
+            .unwrap_err()
+            .contains("share a host"));
+        let mut g = Faults::default();
+        g.flaky.insert("initializer".into(), 30);
+        assert!(host_faults(&g, &host_of).is_err());
+        g.flaky.insert("worker3".into(), 30);
+        assert_eq!(host_faults(&g, &host_of).unwrap().flaky.get("0"), Some(&30));
+        assert_eq!(
+            table_name("20251123-070102-00ab"),
+            "crasher_20251123_070102_00ab"
+        );
+    }
+
+    #[test]
+    fn the_control_shell_deletes_the_table_when_its_stdin_ends() {
+        // The control shell's remote command, run locally by sh in a
+        // network namespace of its own (no ssh): a table made through it
+        // is gone once its stdin ends. Needs root and nft.
+        let (Some(unshare), Some(nft)) = (netlab::which("unshare"), netlab::which("nft")) else {
+            eprintln!("skipped: no unshare or nft");
+            return;
+        };
+        if netlab::preflight().is_err() {
+            eprintln!("skipped: no network namespace with nftables here");
+            return;
+        }
+        let table = table_name("t-1");
+        let mut c = Command::new(unshare);
+        c.args(["--net", "--", "sh", "-c"])
+            .arg(format!(
+                "( sh -c \"$0\" ); {nft} list tables; echo end",
+                nft = nft.display()
+            ))
+            .arg(control_shell_script(&table))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "nft add table inet {table}\nnft list tables").unwrap();
+        }
+        let out = wait_output(child, Duration::from_secs(20)).unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out, format!("table inet {table}\nend\n"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Network fault words (`--network lab` only): `partition`, `isolate`,
-//! `one-way`, `bridge`, `flaky`. One loop picks one of the requested
-//! faults at random every few seconds, puts it in force with nftables
-//! rules inside the node namespaces ([`netlab::Lab::apply`]), holds it,
+//! Network fault words (`--network lab` or `--hosts`): `partition`,
+//! `isolate`, `one-way`, `bridge`, `flaky`. One loop picks one of the
+//! requested faults at random every few seconds, puts it in force with
+//! nftables rules inside the node namespaces ([`netlab::Lab::apply`]) or
+//! on the hosts (`run::hosts::Hosts::apply_network`), holds it,
 //! and heals it before the next one. While a fault is in force the loop's
 //! flag is out of the stabilize gate, so crash loops wait; a fault starts
 //! only when the gate is open, no worker is claimed by another loop, and
@@ -241,7 +242,10 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         // (a crash loop may still be waiting for its worker to recover).
         let busy = members.iter().any(|&i| h.is_claimed(&worker_name(i)))
             || super::loops::poll_all_ready(&h, READY_PROBE).await.is_err();
-        let planned = plan(kind, &members, &mut rng, percent);
+        let planned = plan(kind, &members, &mut rng, percent)
+            // With --hosts, a fault the hosts' rules cannot make exactly
+            // (workers sharing a host) is skipped.
+            .filter(|(faults, _)| h.cluster().network_fits(faults).is_ok());
         match planned {
             Some((faults, glyph)) if !busy => {
                 let hold = uniform(&mut rng, t.net_hold_min, t.net_hold_max);
@@ -273,10 +277,7 @@ fn heal(h: &Harness) -> Result<(), String> {
 /// Heals the lab's network if anything is cut (after the loops stop, before
 /// the final verdict). A failure to heal is an environment error.
 pub fn heal_all(h: &Harness) {
-    let cut = h
-        .cluster()
-        .lab()
-        .is_some_and(|lab| !lab.faults().is_healed());
+    let cut = h.cluster().network_faults().is_some_and(|f| !f.is_healed());
     if cut {
         if let Err(e) = heal(h) {
             h.finish(Outcome::Environment(format!(

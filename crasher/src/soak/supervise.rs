@@ -141,15 +141,22 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::USAGE));
         }
         let lab = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
-        if lab || !net_words.is_empty() || disk_mode(&args, &profile) == disk::DiskMode::Lossy {
+        if lab || disk_mode(&args, &profile) == disk::DiskMode::Lossy {
             eprintln!(
                 "crasher: --hosts runs workers on other machines: it does not combine with \
-                 --network lab, network faults or --disk lossy (yet; docs/hosts.md)"
+                 --network lab (each host has its address already: network faults work \
+                 without it) or --disk lossy (yet; docs/hosts.md)"
             );
             return Ok(ExitCode::from(exit::USAGE));
         }
     }
-    if let Some(code) = network::enter(args.network.unwrap_or(profile.network.mode), &net_words) {
+    // With --hosts the network faults are rules on the hosts: no lab.
+    let lab_words: &[&str] = if args.hosts.is_some() {
+        &[]
+    } else {
+        &net_words
+    };
+    if let Some(code) = network::enter(args.network.unwrap_or(profile.network.mode), lab_words) {
         return Ok(code);
     }
     let mut timings = Timings::default();
@@ -306,6 +313,9 @@ pub async fn prepare(
         let cfg = crate::run::hosts::HostsConfig::load(file)?;
         let hosts =
             crate::run::hosts::Hosts::connect(&cfg, run.root(), &run_id).context("--hosts")?;
+        if !spec.net.is_empty() {
+            hosts.check_nft().context("--hosts")?;
+        }
         out.line(&format!(
             "Hosts: {} (workers placed {}; sink and feeders here, at {})",
             cfg.hosts
