@@ -819,3 +819,169 @@ fn split_brain_bug_is_caught_by_partition_across_hosts() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("VIOLATION (sanity)"), "{out}");
 }
+
+/// The lossyfs mounts (mount points) in the mount namespace of the lab
+/// hosts of `dir` (they share the lab's: `/proc/SSHD/mounts`) and in this
+/// machine's, under `dir`.
+fn lossy_mounts(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    let mut tables: Vec<String> = host_sshds(dir)
+        .into_iter()
+        .map(|p| format!("/proc/{p}/mounts"))
+        .collect();
+    tables.push("/proc/self/mounts".into());
+    let mut v: Vec<String> = tables
+        .iter()
+        .flat_map(|t| {
+            std::fs::read_to_string(t)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    (f.len() > 2 && f[2] == "fuse.lossyfs" && f[1].starts_with(&d))
+                        .then(|| f[1].to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// `--disk lossy` on the hosts: a three-host soak with crash1 and
+/// power-loss holds; each worker's state directory was a lossyfs mount on
+/// its host (seen in the hosts' mount namespace while the run went on);
+/// the power losses fired and were observed; afterwards no lossyfs mount
+/// is left there or here.
+#[test]
+fn a_three_host_soak_with_power_loss_on_lossy_disks_holds_and_leaves_no_mount() {
+    if !lab_available() || !Path::new("/dev/fuse").exists() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "power-loss",
+            "--disk",
+            "lossy",
+            "--duration",
+            "40s",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "1000000",
+            "--on-failure",
+            "kill",
+        ],
+        true,
+    );
+    let id = run.run_id(Duration::from_secs(60));
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(200);
+    while !run.output().contains("command ended") {
+        assert!(Instant::now() < deadline, "no end:\n{}", run.output());
+        seen.extend(lossy_mounts(&run.dir));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.output();
+    assert!(out.contains("command ended (0)"), "{out}");
+    let (fired, observed) = coverage(&out, "power-loss").unwrap_or_else(|| panic!("{out}"));
+    assert!(fired >= 1 && observed == fired, "{out}");
+    assert!(
+        out.contains("un-synced writes dropped (nodes before"),
+        "{out}"
+    );
+    let want: BTreeSet<String> = ["host0/work", "host1/work", "host2/work"]
+        .iter()
+        .zip(["initializer", "worker1", "worker2"])
+        .map(|(h, w)| format!("{}/{h}/{id}/state/{w}", run.dir.display()))
+        .collect();
+    assert_eq!(seen, want, "lossyfs mounts seen while the run went on");
+    assert_eq!(host_sshds(&run.dir).len(), 3);
+    assert_eq!(lossy_mounts(&run.dir), Vec::<String>::new());
+    run.release();
+    run.wait(Duration::from_secs(20));
+}
+
+/// The bug `power-loss` catches on one host (`--inject skip-fsync`: the
+/// workers acknowledge what they never fsynced) is caught across hosts.
+#[test]
+fn skip_fsync_is_caught_by_power_loss_across_hosts() {
+    if !lab_available() || !Path::new("/dev/fuse").exists() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "power-loss",
+            "--disk",
+            "lossy",
+            "--inject",
+            "skip-fsync",
+            "--seed",
+            "5",
+            "--duration",
+            "40s",
+            "--on-failure",
+            "kill",
+        ],
+        false,
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(1), "{out}");
+    let glyphs = fault_glyphs(&run.stdout());
+    assert!(glyphs.iter().any(|g| g.starts_with("PL")), "{out}");
+    assert!(out.contains("VIOLATION"), "{out}");
+}
+
+/// SIGKILL of crasher while lossyfs is mounted on every host: within 5 s
+/// no lossyfs mount is left in the hosts' mount namespace (each lossyfs
+/// dies with its session and unmounts, and the control shell unmounts
+/// what is left when its own session ends), and no process of the run.
+#[test]
+fn sigkill_of_crasher_leaves_no_lossyfs_mount_on_any_host() {
+    if !lab_available() || !Path::new("/dev/fuse").exists() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "--disk",
+            "lossy",
+            "--duration",
+            "120s",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "4000000",
+            "--rate",
+            "100000",
+        ],
+        true,
+    );
+    let id = run.run_id(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while lossy_mounts(&run.dir).len() < 3 || !run.stdout().contains("Cluster ready") {
+        assert!(Instant::now() < deadline, "no mounts:\n{}", run.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let soak = soak_pid(&run.dir).expect("the soak runs");
+    kill(Pid::from_raw(soak as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let clean = procs::wait_until(killed + Duration::from_secs(5), || {
+        lossy_mounts(&run.dir).is_empty() && procs::processes_of_run(&id).is_empty()
+    });
+    assert!(
+        clean,
+        "left 5 s after SIGKILL: mounts {:?}, processes {:?}",
+        lossy_mounts(&run.dir),
+        procs::processes_of_run(&id)
+    );
+    assert_eq!(host_sshds(&run.dir).len(), 3);
+    run.release();
+    run.wait(Duration::from_secs(30));
+}

@@ -731,10 +731,14 @@ impl Cluster {
 
     /// Starts worker `i` as `how`.
     pub fn start_worker(&mut self, i: usize, how: Start) -> Result<(), ClusterError> {
+        let remote = self.remote_of(&worker_name(i)).cloned();
         if let Some(d) = self.disks.as_mut() {
             let name = worker_name(i);
-            d.ensure(&name, &self.run.worker_state(&name))
-                .map_err(|e| ClusterError::Io(io::Error::other(e.to_string())))?;
+            match &remote {
+                Some(r) => d.ensure_remote(&name, r),
+                None => d.ensure(&name, &self.run.worker_state(&name)),
+            }
+            .map_err(|e| ClusterError::Io(io::Error::other(e.to_string())))?;
             for pid in d.pids() {
                 register(pid);
             }

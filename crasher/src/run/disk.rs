@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
 use procs::{Proc, RUN_ID_VAR};
+
+use super::hosts::{shell_quote, Remote};
 
 /// How worker state directories are stored.
 #[derive(
@@ -41,6 +46,9 @@ pub enum DiskMode {
 struct Mounted {
     proc: Proc,
     mountpoint: PathBuf,
+    /// `--hosts`: the host it is mounted on, and crasher's path there;
+    /// `proc` is then the local `ssh` client of its session.
+    remote: Option<(Arc<Remote>, PathBuf)>,
 }
 
 /// The lossyfs mounts of a run. Dropping it unmounts them all.
@@ -132,20 +140,117 @@ impl Disks {
                 log,
             });
         }
-        self.mounts
-            .insert(name.to_owned(), Mounted { proc, mountpoint });
+        self.mounts.insert(
+            name.to_owned(),
+            Mounted {
+                proc,
+                mountpoint,
+                remote: None,
+            },
+        );
         Ok(())
     }
 
-    /// Drops node `name`'s un-synced writes (its processes must be dead).
+    /// `--hosts`: mounts a lossyfs for node `name` on its host `r`, on
+    /// `WORKDIR/RUN_ID/state/NAME` there (work directory
+    /// `WORKDIR/RUN_ID/disks/NAME`), unless one runs. It runs under the
+    /// remote wrapper as process `lossyfs.NAME` (so it dies with its
+    /// session; its log comes back to `RUN/disks/NAME.log`), with the
+    /// host's crasher (`crasher` there, else this binary's path). Returns
+    /// once it is mounted there and answers on its socket, as the host's
+    /// control shell sees it.
+    pub fn ensure_remote(&mut self, name: &str, r: &Arc<Remote>) -> Result<(), DiskError> {
+        if let Some(m) = self.mounts.get_mut(name) {
+            if m.proc.is_running() {
+                return Ok(());
+            }
+            let _ = m.proc.kill();
+        }
+        let mountpoint = r.dir.join("state").join(name);
+        let work = r.dir.join("disks").join(name);
+        let crasher = r
+            .spec
+            .crasher
+            .clone()
+            .unwrap_or_else(|| self.crasher.clone());
+        let (mq, wq) = (
+            shell_quote(&mountpoint.display().to_string()),
+            shell_quote(&work.display().to_string()),
+        );
+        let not_mounted = |message: String| DiskError::Lose {
+            name: name.to_owned(),
+            message,
+        };
+        r.run_control(&format!("mkdir -p {mq} {wq}"), Duration::from_secs(10))
+            .map_err(not_mounted)?;
+        let mut args = vec![
+            "lossyfs".to_owned(),
+            mountpoint.display().to_string(),
+            "--dir".into(),
+            work.display().to_string(),
+        ];
+        if self.eager_names {
+            args.push("--eager-names".into());
+        }
+        let pname = format!("lossyfs.{name}");
+        let mut cmd = r.ssh();
+        cmd.arg(r.wrapped(&pname, &self.run_id, &crasher, &args))
+            .env(RUN_ID_VAR, &self.run_id);
+        std::fs::create_dir_all(&self.root)?;
+        let log = self.root.join(format!("{name}.log"));
+        let mut proc = Proc::spawn_with_open_stdin(&pname, cmd, &log)?;
+        // Polled on the host: the mount is in its /proc/mounts and the
+        // control socket is there (10 s at most).
+        let ready = r.run_control(
+            &format!(
+                "i=0; until awk -v m={mq} '$2==m && $3==\"fuse.lossyfs\" {{f=1}} END {{exit !f}}' /proc/mounts \
+                 && [ -S {wq}/control.sock ]; do [ $i -ge 200 ] && exit 1; sleep 0.05; i=$((i+1)); done"
+            ),
+            Duration::from_secs(20),
+        );
+        if ready.is_err() || !proc.is_running() {
+            let _ = r.signal(&pname, Signal::SIGKILL);
+            let _ = proc.kill();
+            let _ = r.run_control(&unmount_script(&mountpoint), Duration::from_secs(10));
+            return Err(DiskError::NotMounted {
+                name: name.to_owned(),
+                mountpoint,
+                log,
+            });
+        }
+        self.mounts.insert(
+            name.to_owned(),
+            Mounted {
+                proc,
+                mountpoint,
+                remote: Some((r.clone(), crasher)),
+            },
+        );
+        Ok(())
+    }
+
+    /// Drops node `name`'s un-synced writes (its processes must be dead):
+    /// on a host, `crasher lossyfs --lose` run there through its control
+    /// shell.
     pub fn lose(&self, name: &str) -> Result<String, DiskError> {
         let m = self.mounts.get(name).ok_or_else(|| DiskError::Lose {
             name: name.to_owned(),
             message: "no lossyfs is mounted for it".into(),
         })?;
-        lossyfs::lose(&m.mountpoint).map_err(|e| DiskError::Lose {
+        let lost = match &m.remote {
+            Some((r, crasher)) => r.run_control(
+                &format!(
+                    "{} lossyfs --lose {} 1>&2",
+                    shell_quote(&crasher.display().to_string()),
+                    shell_quote(&m.mountpoint.display().to_string())
+                ),
+                Duration::from_secs(30),
+            ),
+            None => lossyfs::lose(&m.mountpoint).map_err(|e| format!("{e:#}")),
+        };
+        lost.map_err(|message| DiskError::Lose {
             name: name.to_owned(),
-            message: format!("{e:#}"),
+            message,
         })
     }
 
@@ -157,9 +262,35 @@ impl Disks {
     /// Unmounts everything: SIGTERM (lossyfs unmounts itself), then
     /// `fusermount3 -u` or a lazy unmount for whatever is left.
     pub fn unmount_all(&mut self) {
-        for (_, mut m) in std::mem::take(&mut self.mounts) {
-            let _ = m.proc.terminate(Duration::from_secs(3));
-            lossyfs::unmount(&m.mountpoint);
+        for (name, mut m) in std::mem::take(&mut self.mounts) {
+            match &m.remote {
+                // SIGTERM there (lossyfs unmounts itself), up to 3 s for
+                // its session to end, then the session closed (the wrapper
+                // SIGKILLs it) and an unmount there for whatever is left.
+                Some((r, _)) => {
+                    let pname = format!("lossyfs.{name}");
+                    if m.proc.is_running() {
+                        let _ = r.signal(&pname, Signal::SIGCONT);
+                        let _ = r.signal(&pname, Signal::SIGTERM);
+                        let _ = m
+                            .proc
+                            .wait_deadline(Instant::now() + Duration::from_secs(3));
+                    }
+                    let _ = m.proc.kill();
+                    if let Err(e) =
+                        r.run_control(&unmount_script(&m.mountpoint), Duration::from_secs(10))
+                    {
+                        eprintln!(
+                            "crasher: cannot unmount {} there: {e}",
+                            m.mountpoint.display()
+                        );
+                    }
+                }
+                None => {
+                    let _ = m.proc.terminate(Duration::from_secs(3));
+                    lossyfs::unmount(&m.mountpoint);
+                }
+            }
         }
     }
 }
@@ -168,6 +299,19 @@ impl Drop for Disks {
     fn drop(&mut self) {
         self.unmount_all();
     }
+}
+
+/// A shell script that unmounts `mountpoint` if it is mounted:
+/// `fusermount3 -u`, then a lazy `umount -l` (as [`lossyfs::unmount`]
+/// does here), polling up to 5 s for a mount whose lossyfs is still
+/// unmounting itself.
+pub fn unmount_script(mountpoint: &Path) -> String {
+    let m = shell_quote(&mountpoint.display().to_string());
+    format!(
+        "mounted() {{ awk -v m={m} '$2==m {{f=1}} END {{exit !f}}' /proc/mounts; }}; \
+         mounted || exit 0; fusermount3 -u -q {m} 2>/dev/null; mounted && umount -l {m}; \
+         i=0; while mounted; do [ $i -ge 100 ] && exit 1; sleep 0.05; i=$((i+1)); done"
+    )
 }
 
 /// Turns a glob (`*` any run of characters but `/`, `**/` any folders,

@@ -330,10 +330,14 @@ pub fn table_name(run_id: &str) -> String {
 /// The remote command of a host's control shell: a `sh` reading requests
 /// from the session's stdin; when that ends (crasher closed it, or crasher,
 /// its ssh client or the master connection died), the run's nftables
-/// table `table` is deleted, so no fault outlives the run.
-pub fn control_shell_script(table: &str) -> String {
+/// table `table` is deleted and every lossyfs mount under `dir/state/` (the
+/// run's directory there) is unmounted, so no fault outlives the run.
+pub fn control_shell_script(table: &str, dir: &Path) -> String {
+    let state = shell_quote(&format!("{}/state/", dir.display()));
     format!(
-        "sh; nft delete table inet {} >/dev/null 2>&1; exit 0",
+        "sh; nft delete table inet {} >/dev/null 2>&1; \
+         for m in $(awk -v p={state} 'index($2,p)==1 && $3==\"fuse.lossyfs\" {{print $2}}' /proc/mounts); do \
+         fusermount3 -u -q \"$m\" 2>/dev/null || umount -l \"$m\"; done >/dev/null 2>&1; exit 0",
         shell_quote(table)
     )
 }
@@ -381,7 +385,7 @@ impl ControlShell {
         let mut c = r.ssh();
         c.arg(format!(
             "exec sh -c {}",
-            shell_quote(&control_shell_script(&r.table))
+            shell_quote(&control_shell_script(&r.table, &r.dir))
         ))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -544,13 +548,14 @@ impl Remote {
     /// Runs `script` through the control shell only (no fallback: what it
     /// changes must be undone when the shell's session ends, see
     /// [`control_shell_script`]).
-    pub fn run_control(&self, script: &str, timeout: Duration) -> Result<(), String> {
+    /// Ok carries what the script wrote on stderr (on one line).
+    pub fn run_control(&self, script: &str, timeout: Duration) -> Result<String, String> {
         let mut shell = self.shell.lock().unwrap_or_else(|e| e.into_inner());
         let Some(sh) = shell.as_mut() else {
             return Err(format!("host {}: no control shell", self.spec.name));
         };
         match sh.run(script, timeout) {
-            Ok((0, _)) => Ok(()),
+            Ok((0, msg)) => Ok(msg),
             Ok((code, msg)) => Err(format!(
                 "host {}: exit status {code}: {msg}",
                 self.spec.name
@@ -571,6 +576,7 @@ impl Remote {
             &format!("printf '%s' {} | nft -f -", shell_quote(&input)),
             SIGNAL_TIMEOUT,
         )
+        .map(|_| ())
     }
 
     /// Sends `sig` to the process group of remote process `name`. A
@@ -872,6 +878,7 @@ impl Hosts {
                 ),
                 SIGNAL_TIMEOUT,
             )
+            .map(|_| ())
             .map_err(|e| {
                 HostsError(format!(
                     "network faults need nftables and root on every host: {e}"
@@ -1120,7 +1127,7 @@ mod tests {
                 "( sh -c \"$0\" ); {nft} list tables; echo end",
                 nft = nft.display()
             ))
-            .arg(control_shell_script(&table))
+            .arg(control_shell_script(&table, Path::new("/nonexistent")))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());

@@ -141,11 +141,18 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::USAGE));
         }
         let lab = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
-        if lab || disk_mode(&args, &profile) == disk::DiskMode::Lossy {
+        if lab {
             eprintln!(
                 "crasher: --hosts runs workers on other machines: it does not combine with \
                  --network lab (each host has its address already: network faults work \
-                 without it) or --disk lossy (yet; docs/hosts.md)"
+                 without it; docs/hosts.md)"
+            );
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+        if spec.disk.corrupt || spec.disk.truncate {
+            eprintln!(
+                "crasher: corrupt and truncate edit the workers' files on this machine: they \
+                 do not work with --hosts yet (docs/hosts.md)"
             );
             return Ok(ExitCode::from(exit::USAGE));
         }
@@ -357,13 +364,17 @@ pub async fn prepare(
         out.line(&line);
     }
     if lossy {
-        if !std::path::Path::new("/dev/fuse").exists() {
+        if args.hosts.is_none() && !std::path::Path::new("/dev/fuse").exists() {
             anyhow::bail!(
                 "--disk lossy: /dev/fuse is missing: this machine cannot mount FUSE file systems"
             );
         }
         cluster.use_lossy_disks();
-        out.line("Disk: lossy (each worker's state directory is a lossyfs mount)");
+        out.line(if args.hosts.is_some() {
+            "Disk: lossy (each worker's state directory is a lossyfs mount on its host)"
+        } else {
+            "Disk: lossy (each worker's state directory is a lossyfs mount)"
+        });
     }
     if lab_mode {
         anyhow::ensure!(
