@@ -719,6 +719,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn node_rules_write_the_lab_table_and_put_exemptions_first() {
+        let addr = |e: &End| -> Result<Ipv4Addr, NetlabError> {
+            Ok(match e {
+                End::Lab => LAB_ADDR,
+                End::Node(n) => node_addr(n.trim_start_matches('n').parse().unwrap()),
+            })
+        };
+        let mut f = Faults::default();
+        f.cut_both(&End::Node("n1".into()), &End::Lab);
+        f.flaky.insert("n1".into(), 30);
+        let lab = node_rules("n1", &f, &addr, &RuleStyle::lab()).unwrap();
+        assert_eq!(
+            lab,
+            "table inet crasher {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    \
+             ip saddr 198.18.0.1 drop\n    iifname \"eth0\" numgen random mod 100 < 30 drop\n  }\n  \
+             chain output {\n    type filter hook output priority 0; policy accept;\n    \
+             ip daddr 198.18.0.1 drop\n    oifname \"eth0\" numgen random mod 100 < 30 drop\n  }\n}\n"
+        );
+        assert_eq!(node_rules("n2", &f, &addr, &RuleStyle::lab()).unwrap(), "");
+        let style = RuleStyle {
+            table: "t".into(),
+            link_in: "iifname != \"lo\"".into(),
+            link_out: "oifname != \"lo\"".into(),
+            exempt_in: vec!["tcp dport 22 accept".into()],
+            exempt_out: vec!["tcp sport 22 accept".into()],
+        };
+        let r = node_rules("n1", &f, &addr, &style).unwrap();
+        assert!(r.starts_with("table inet t {"), "{r}");
+        assert!(r.find("tcp dport 22 accept").unwrap() < r.find("ip saddr").unwrap());
+        assert!(r.find("tcp sport 22 accept").unwrap() < r.find("ip daddr").unwrap());
+        assert_eq!(
+            replace_table("t", ""),
+            "table inet t\ndelete table inet t\n"
+        );
+    }
+
+    #[test]
     fn addresses_and_descriptions() {
         assert_eq!(node_addr(0), Ipv4Addr::new(198, 18, 0, 10));
         assert_eq!(node_addr(9), Ipv4Addr::new(198, 18, 0, 19));
