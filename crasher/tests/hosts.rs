@@ -985,3 +985,63 @@ fn sigkill_of_crasher_leaves_no_lossyfs_mount_on_any_host() {
     run.release();
     run.wait(Duration::from_secs(30));
 }
+
+/// `corrupt` and `truncate` on the hosts: the surgery is done there (the
+/// file and its bytes are read and written on the worker's host, through
+/// its control shell), reported as on one machine, and a node that cannot
+/// read its state afterwards is a violation.
+#[test]
+fn corrupt_and_truncate_act_on_the_hosts_files() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "corrupt",
+            "truncate",
+            "--seed",
+            "1",
+            "--duration",
+            "30s",
+            "--timing",
+            "corrupt_gap_min=1,corrupt_gap_max=3",
+            "--on-failure",
+            "kill",
+        ],
+        false,
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    let id = run_id(&run.stdout()).unwrap();
+    // `corrupt: worker1: worker.json: bit 2 of byte 12 of 34 flipped (…)`
+    // or `truncate: initializer: sink.json: cut from 96 to 24 bytes`.
+    let done: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            (l.starts_with("corrupt: ") && l.contains(" flipped ("))
+                || (l.starts_with("truncate: ") && l.contains(": cut from "))
+        })
+        .collect();
+    assert!(!done.is_empty(), "no surgery:\n{out}");
+    for l in &done {
+        let mut parts = l.splitn(4, ": ");
+        let (_, name, file) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let host = match name {
+            "initializer" => 0,
+            w => w.trim_start_matches("worker").parse::<usize>().unwrap() % 3,
+        };
+        let there = run
+            .dir
+            .join(format!("host{host}/work"))
+            .join(&id)
+            .join("state")
+            .join(name)
+            .join(file);
+        assert!(there.is_file(), "{l}: no {}", there.display());
+    }
+    assert!(code == Some(0) || code == Some(1), "{out}");
+    if code == Some(1) {
+        assert!(out.contains("VIOLATION ("), "{out}");
+    }
+}

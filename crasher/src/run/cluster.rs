@@ -614,6 +614,47 @@ impl Cluster {
         })
     }
 
+    /// Worker `i`'s data files (path relative to its state directory,
+    /// length) matching `globs`, on its host with `--hosts`.
+    pub fn data_files(
+        &self,
+        i: usize,
+        globs: &[regex::Regex],
+    ) -> Result<Vec<(String, u64)>, String> {
+        let dir = self.worker_state(i);
+        match self.remote_of(&worker_name(i)) {
+            Some(r) => super::disk::remote_data_files(r, &dir, globs),
+            None => Ok(super::disk::data_files(&dir, globs)
+                .into_iter()
+                .map(|f| {
+                    let len = fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+                    let rel = f.strip_prefix(&dir).unwrap_or(&f).display().to_string();
+                    (rel, len)
+                })
+                .collect()),
+        }
+    }
+
+    /// Flips bit `bit` of byte `offset` of worker `i`'s data file `rel`,
+    /// durably, on its host with `--hosts`: (old byte, new byte).
+    pub fn flip_bit(&self, i: usize, rel: &str, offset: u64, bit: u8) -> Result<(u8, u8), String> {
+        let path = self.worker_state(i).join(rel);
+        match self.remote_of(&worker_name(i)) {
+            Some(r) => super::disk::remote_flip_bit(r, &path, offset, bit),
+            None => super::disk::flip_bit(&path, offset, bit).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Cuts worker `i`'s data file `rel` to `len` bytes, durably, on its
+    /// host with `--hosts`.
+    pub fn truncate_file(&self, i: usize, rel: &str, len: u64) -> Result<(), String> {
+        let path = self.worker_state(i).join(rel);
+        match self.remote_of(&worker_name(i)) {
+            Some(r) => super::disk::remote_truncate_to(r, &path, len),
+            None => super::disk::truncate_to(&path, len).map_err(|e| e.to_string()),
+        }
+    }
+
     /// `--hosts`: the host process `name` runs on (workers only).
     fn remote_of(&self, name: &str) -> Option<&Arc<Remote>> {
         let h = self.hosts.as_ref()?;

@@ -367,6 +367,64 @@ pub fn data_files(dir: &Path, globs: &[regex::Regex]) -> Vec<PathBuf> {
     out
 }
 
+/// `--hosts`: the non-empty regular files under `dir` on host `r` whose
+/// path relative to it matches one of `globs`, with their lengths, sorted
+/// (GNU `find` there, through the control shell). A missing `dir` has none.
+pub fn remote_data_files(
+    r: &Remote,
+    dir: &Path,
+    globs: &[regex::Regex],
+) -> Result<Vec<(String, u64)>, String> {
+    let d = shell_quote(&dir.display().to_string());
+    let listed = r.run_control(
+        &format!("cd {d} 2>/dev/null || exit 0; find . -type f -size +0c -printf '%s %P\\n' >&2"),
+        Duration::from_secs(10),
+    )?;
+    let mut out: Vec<(String, u64)> = listed
+        .lines()
+        .filter_map(|l| {
+            let (len, rel) = l.split_once(' ')?;
+            Some((rel.to_owned(), len.parse().ok()?))
+        })
+        .filter(|(rel, _)| globs.iter().any(|g| g.is_match(rel)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// `--hosts`: [`flip_bit`] of `path` on host `r` (`od`, then `dd
+/// conv=notrunc,fsync` there, through the control shell).
+pub fn remote_flip_bit(r: &Remote, path: &Path, offset: u64, bit: u8) -> Result<(u8, u8), String> {
+    let f = shell_quote(&path.display().to_string());
+    let bit = bit & 7;
+    let answer = r.run_control(
+        &format!(
+            "o=$(od -An -tu1 -j {offset} -N1 {f} | tr -d ' ') && [ -n \"$o\" ] || exit 1; \
+             n=$(( o ^ {mask} )); printf \"\\$(printf '%03o' \"$n\")\" \
+             | dd of={f} bs=1 seek={offset} count=1 conv=notrunc,fsync 2>/dev/null || exit 1; \
+             echo \"$o $n\" >&2",
+            mask = 1u8 << bit
+        ),
+        Duration::from_secs(10),
+    )?;
+    let mut v = answer.split_whitespace().map(|x| x.parse::<u8>());
+    match (v.next(), v.next()) {
+        (Some(Ok(old)), Some(Ok(new))) => Ok((old, new)),
+        _ => Err(format!("unexpected answer {answer:?}")),
+    }
+}
+
+/// `--hosts`: [`truncate_to`] of `path` on host `r` (`dd conv=fsync`
+/// there, through the control shell).
+pub fn remote_truncate_to(r: &Remote, path: &Path, len: u64) -> Result<(), String> {
+    let f = shell_quote(&path.display().to_string());
+    r.run_control(
+        &format!("dd if=/dev/null of={f} bs=1 seek={len} conv=fsync 2>/dev/null"),
+        Duration::from_secs(10),
+    )
+    .map(|_| ())
+}
+
 /// Flips bit `bit` (0-7) of byte `offset` of `path`, durably (fsync).
 pub fn flip_bit(path: &Path, offset: u64, bit: u8) -> io::Result<(u8, u8)> {
     let f = OpenOptions::new().read(true).write(true).open(path)?;

@@ -418,8 +418,8 @@ impl ControlShell {
     }
 
     /// Runs `script` in a subshell there; once it finished, its exit
-    /// status and its stderr (on one line). Err when the shell did not
-    /// answer.
+    /// status and its stderr (lines travel joined by `\x1f`). Err when
+    /// the shell did not answer.
     fn run(&mut self, script: &str, timeout: Duration) -> Result<(i32, String), String> {
         use std::io::Write;
         self.seq += 1;
@@ -428,7 +428,7 @@ impl ControlShell {
         // script's. Its stdout is dropped, its stderr comes back.
         let line = format!(
             "e=$( ( {script}\n) </dev/null 2>&1 >/dev/null ); s=$?; \
-             printf '{done}%s %s\\n' \"$s\" \"$(printf %s \"$e\" | tr '\\n' ' ')\"\n"
+             printf '{done}%s %s\\n' \"$s\" \"$(printf %s \"$e\" | tr '\\n' '\\037')\"\n"
         );
         self.stdin
             .write_all(line.as_bytes())
@@ -441,6 +441,7 @@ impl ControlShell {
                 Ok(l) => {
                     if let Some(rest) = l.strip_prefix(&done) {
                         let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+                        let msg = msg.replace('\x1f', "\n");
                         return Ok((code.parse().unwrap_or(-1), msg.trim().to_owned()));
                     }
                 }
@@ -530,7 +531,11 @@ impl Remote {
             match sh.run(script, timeout) {
                 Ok((0, _)) => return Ok(()),
                 Ok((code, msg)) => {
-                    return Err(format!("{}: exit status {code}: {msg}", self.spec.name))
+                    return Err(format!(
+                        "{}: exit status {code}: {}",
+                        self.spec.name,
+                        msg.replace('\n', " ")
+                    ))
                 }
                 Err(e) => {
                     eprintln!(
@@ -548,7 +553,7 @@ impl Remote {
     /// Runs `script` through the control shell only (no fallback: what it
     /// changes must be undone when the shell's session ends, see
     /// [`control_shell_script`]).
-    /// Ok carries what the script wrote on stderr (on one line).
+    /// Ok carries what the script wrote on stderr.
     pub fn run_control(&self, script: &str, timeout: Duration) -> Result<String, String> {
         let mut shell = self.shell.lock().unwrap_or_else(|e| e.into_inner());
         let Some(sh) = shell.as_mut() else {
@@ -557,8 +562,9 @@ impl Remote {
         match sh.run(script, timeout) {
             Ok((0, msg)) => Ok(msg),
             Ok((code, msg)) => Err(format!(
-                "host {}: exit status {code}: {msg}",
-                self.spec.name
+                "host {}: exit status {code}: {}",
+                self.spec.name,
+                msg.replace('\n', " ")
             )),
             Err(e) => {
                 *shell = None;

@@ -292,8 +292,9 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
         }
         let i = members[rng.gen_range(0..members.len())];
         let name = worker_name(i);
-        let dir = h.cluster().run_dir().worker_state(&name);
-        if disk::data_files(&dir, &globs).is_empty() {
+        // Here, or on the worker's host (`--hosts`).
+        let listed = tokio::task::block_in_place(|| h.cluster().data_files(i, &globs));
+        if listed.map_or(true, |f| f.is_empty()) {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
             continue;
@@ -317,31 +318,31 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             return;
         }
         // The node is down: its files are final now.
-        let files = disk::data_files(&dir, &globs);
-        let done = if files.is_empty() {
-            Err("no data file left".to_owned())
-        } else {
-            let f = &files[rng.gen_range(0..files.len())];
-            let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-            let rel = f.strip_prefix(&dir).unwrap_or(f).display().to_string();
-            match what {
-                Surgery::Corrupt if len > 0 => {
-                    let (off, bit) = (rng.gen_range(0..len), rng.gen_range(0..8u8));
-                    disk::flip_bit(f, off, bit)
-                        .map(|(old, new)| {
-                            format!(
-                                "{name}: {rel}: bit {bit} of byte {off} of {len} flipped ({old:#04x} -> {new:#04x})"
-                            )
-                        })
-                        .map_err(|e| format!("{rel}: {e}"))
+        let files = tokio::task::block_in_place(|| h.cluster().data_files(i, &globs));
+        let done = match files {
+            Err(e) => Err(format!("cannot list the data files: {e}")),
+            Ok(files) if files.is_empty() => Err("no data file left".to_owned()),
+            Ok(files) => {
+                let (rel, len) = files[rng.gen_range(0..files.len())].clone();
+                match what {
+                    Surgery::Corrupt if len > 0 => {
+                        let (off, bit) = (rng.gen_range(0..len), rng.gen_range(0..8u8));
+                        tokio::task::block_in_place(|| h.cluster().flip_bit(i, &rel, off, bit))
+                            .map(|(old, new)| {
+                                format!(
+                                    "{name}: {rel}: bit {bit} of byte {off} of {len} flipped ({old:#04x} -> {new:#04x})"
+                                )
+                            })
+                            .map_err(|e| format!("{rel}: {e}"))
+                    }
+                    Surgery::Truncate if len > 0 => {
+                        let cut = rng.gen_range(0..len);
+                        tokio::task::block_in_place(|| h.cluster().truncate_file(i, &rel, cut))
+                            .map(|()| format!("{name}: {rel}: cut from {len} to {cut} bytes"))
+                            .map_err(|e| format!("{rel}: {e}"))
+                    }
+                    _ => Err(format!("{rel} is empty")),
                 }
-                Surgery::Truncate if len > 0 => {
-                    let cut = rng.gen_range(0..len);
-                    disk::truncate_to(f, cut)
-                        .map(|()| format!("{name}: {rel}: cut from {len} to {cut} bytes"))
-                        .map_err(|e| format!("{rel}: {e}"))
-                }
-                _ => Err(format!("{rel} is empty")),
             }
         };
         match done {

@@ -149,13 +149,6 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::from(exit::USAGE));
         }
-        if spec.disk.corrupt || spec.disk.truncate {
-            eprintln!(
-                "crasher: corrupt and truncate edit the workers' files on this machine: they \
-                 do not work with --hosts yet (docs/hosts.md)"
-            );
-            return Ok(ExitCode::from(exit::USAGE));
-        }
     }
     // With --hosts the network faults are rules on the hosts: no lab.
     let lab_words: &[&str] = if args.hosts.is_some() {
