@@ -141,7 +141,8 @@ pub async fn net_fault_once(
     ticket: super::schedule::Ticket,
     applied: impl FnOnce(),
 ) -> bool {
-    let applied_now = h.cluster().apply_network(faults);
+    let wanted = faults.clone();
+    let applied_now = h.cluster(move |c| c.apply_network(&wanted)).await;
     if let Err(e) = applied_now {
         h.finish(Outcome::Environment(format!(
             "cannot put network fault {word} in force: {e}"
@@ -155,7 +156,7 @@ pub async fn net_fault_once(
     if h.finished() {
         return false;
     }
-    if let Err(e) = heal(h) {
+    if let Err(e) = heal(h).await {
         h.finish(Outcome::Environment(format!(
             "cannot heal the network: {e}"
         )));
@@ -236,11 +237,16 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         if h.finished() {
             return;
         }
-        let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+        let members: Vec<usize> = h.members().await;
         // Only on a cluster that is whole again: every member processing
         // (a crash loop may still be waiting for its worker to recover).
-        let busy = members.iter().any(|&i| h.is_claimed(&worker_name(i)))
-            || super::loops::poll_all_ready(&h, READY_PROBE).await.is_err();
+        let claimed = h
+            .cluster({
+                let members = members.clone();
+                move |c| members.iter().any(|&i| c.is_claimed(&worker_name(i)))
+            })
+            .await;
+        let busy = claimed || super::loops::poll_all_ready(&h, READY_PROBE).await.is_err();
         let planned = plan(kind, &members, &mut rng, percent);
         match planned {
             Some((faults, glyph)) if !busy => {
@@ -264,21 +270,20 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
 }
 
 /// Heals every network fault in force (glyph `{H}`).
-fn heal(h: &Harness) -> Result<(), String> {
-    h.cluster().apply_network(&Faults::default())?;
+async fn heal(h: &Harness) -> Result<(), String> {
+    h.cluster(|c| c.apply_network(&Faults::default())).await?;
     h.out.event("net-heal", "{H}");
     Ok(())
 }
 
 /// Heals the lab's network if anything is cut (after the loops stop, before
 /// the final verdict). A failure to heal is an environment error.
-pub fn heal_all(h: &Harness) {
+pub async fn heal_all(h: &Harness) {
     let cut = h
-        .cluster()
-        .lab()
-        .is_some_and(|lab| !lab.faults().is_healed());
+        .cluster(|c| c.lab().is_some_and(|lab| !lab.faults().is_healed()))
+        .await;
     if cut {
-        if let Err(e) = heal(h) {
+        if let Err(e) = heal(h).await {
             h.finish(Outcome::Environment(format!(
                 "cannot heal the network: {e}"
             )));
