@@ -116,7 +116,7 @@ impl Harness {
             profile: cluster.profile().clone(),
             run_dir: cluster.run_dir().clone(),
             settings: cluster.settings().clone(),
-            cluster: ClusterOwner::spawn(cluster)?,
+            cluster: ClusterOwner::spawn("cluster-owner", cluster)?,
             out,
             timings,
             seed,
