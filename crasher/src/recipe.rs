@@ -306,7 +306,7 @@ pub fn run(args: RecipeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         p.h.finish(Outcome::Interrupted);
-        tokio::task::block_in_place(|| p.h.cluster().teardown(Duration::from_secs(2)));
+        p.h.cluster(|c| c.teardown(Duration::from_secs(2))).await;
         anyhow::Ok(code)
     })?;
     rt.shutdown_timeout(Duration::from_secs(2));
@@ -411,9 +411,9 @@ impl<'a> StepRunner<'a> {
         }
     }
 
-    fn hold(&mut self, who: String, kind: &str) {
+    async fn hold(&mut self, who: String, kind: &str) {
         let ticket = self.h.schedule.force(kind);
-        match self.h.claim(&who) {
+        match self.h.claim(&who).await {
             Some(c) => {
                 self.held.insert(who, (c, ticket));
             }
@@ -442,32 +442,36 @@ impl<'a> StepRunner<'a> {
             }
             Step::Crash { target } => match Target::parse(target)? {
                 Target::Sink => {
-                    self.hold("sink".into(), "crash-sink");
-                    faults::crash_sink(h).map_err(|e| e.to_string())?;
+                    self.hold("sink".into(), "crash-sink").await;
+                    faults::crash_sink(h).await.map_err(|e| e.to_string())?;
                 }
                 Target::Worker(i) => {
-                    self.hold(worker_name(i), &format!("crash{i}"));
-                    faults::crash_worker(h, i, &format!("c{i}")).map_err(|e| e.to_string())?;
+                    self.hold(worker_name(i), &format!("crash{i}")).await;
+                    faults::crash_worker(h, i, &format!("c{i}"))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Target::Feeder(k) => {
-                    self.hold(format!("feeder.{k}"), "crash-source");
-                    let _ = faults::crash_feeder(h, &k);
+                    self.hold(format!("feeder.{k}"), "crash-source").await;
+                    let _ = faults::crash_feeder(h, &k).await;
                 }
                 Target::Feeders => {
-                    let keys: Vec<String> = h.cluster().settings().inputs.keys().cloned().collect();
+                    let keys: Vec<String> = h.settings().inputs.keys().cloned().collect();
                     for k in keys {
-                        self.hold(format!("feeder.{k}"), "crash-source");
-                        let _ = faults::crash_feeder(h, &k);
+                        self.hold(format!("feeder.{k}"), "crash-source").await;
+                        let _ = faults::crash_feeder(h, &k).await;
                     }
                 }
             },
             Step::Restart { target } => match Target::parse(target)? {
                 Target::Sink => {
-                    faults::restart_sink(h).map_err(|e| e.to_string())?;
+                    faults::restart_sink(h).await.map_err(|e| e.to_string())?;
                     self.release("sink");
                 }
                 Target::Worker(i) => {
-                    faults::restart_worker(h, i, &format!("r{i}")).map_err(|e| e.to_string())?;
+                    faults::restart_worker(h, i, &format!("r{i}"))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     self.release(&worker_name(i));
                 }
                 Target::Feeder(_) | Target::Feeders => {
@@ -497,7 +501,7 @@ impl<'a> StepRunner<'a> {
             Step::Shrink { worker } => {
                 let name = worker_name(*worker);
                 let ticket = h.schedule.force("shrink");
-                let claims = (h.claim(&name), h.claim(&worker_name(0)));
+                let claims = (h.claim(&name).await, h.claim(&worker_name(0)).await);
                 let r = faults::shrink_worker(h, *worker, Some(ticket.id())).await;
                 drop(claims);
                 ticket.end();
@@ -510,9 +514,9 @@ impl<'a> StepRunner<'a> {
             Step::Join { worker } => {
                 let name = worker_name(*worker);
                 let again = !self.joined.insert(*worker);
-                let claim = h.claim(&name);
+                let claim = h.claim(&name).await;
                 let ticket = h.schedule.force("join");
-                let joined = faults::join_worker(h, *worker, again);
+                let joined = faults::join_worker(h, *worker, again).await;
                 ticket.end();
                 joined.map_err(|e| e.to_string())?;
                 await_live(h, None, budget, |d| loops::poll_one(h, *worker, d))
@@ -542,16 +546,14 @@ impl<'a> StepRunner<'a> {
     }
 
     async fn verify_now(&self) -> Result<(), StepError> {
-        let (dir, keys) = {
-            let c = self.h.cluster();
-            let keys: Vec<(u8, PathBuf)> = c
-                .settings()
-                .inputs
-                .iter()
-                .map(|(k, p)| (k.as_bytes()[0], p.clone()))
-                .collect();
-            (c.run_dir().sink_dir(), keys)
-        };
+        let keys: Vec<(u8, PathBuf)> = self
+            .h
+            .settings()
+            .inputs
+            .iter()
+            .map(|(k, p)| (k.as_bytes()[0], p.clone()))
+            .collect();
+        let dir = self.h.run_dir().sink_dir();
         let statuses =
             tokio::task::spawn_blocking(move || verify::check::check_keys(&dir, keys, false))
                 .await

@@ -260,6 +260,9 @@ pub struct Cluster {
     members: BTreeSet<usize>,
     /// Feeders that finished their file (exit 0).
     done_feeders: BTreeSet<String>,
+    /// Processes a loop is acting on now (crash, shrink, pause): no other
+    /// loop acts on them, and their exit is not a death to report.
+    claims: BTreeSet<String>,
     /// `--disk lossy`: the lossyfs mount of each node's state directory.
     disks: Option<super::disk::Disks>,
     /// The supervisor's socket for the sink's phase events (`--events`),
@@ -293,11 +296,35 @@ impl Cluster {
             feeders: BTreeMap::new(),
             members: BTreeSet::new(),
             done_feeders: BTreeSet::new(),
+            claims: BTreeSet::new(),
             disks: None,
             sink_events: None,
             hosts: None,
             lab: None,
         })
+    }
+
+    /// Claims `who` for a deliberate action; false if it is claimed already.
+    pub fn claim(&mut self, who: &str) -> bool {
+        self.claims.insert(who.to_owned())
+    }
+
+    /// Gives back a claim.
+    pub fn release(&mut self, who: &str) {
+        self.claims.remove(who);
+    }
+
+    /// Whether a loop is acting on `who` now.
+    pub fn is_claimed(&self, who: &str) -> bool {
+        self.claims.contains(who)
+    }
+
+    /// [`Cluster::reap`] of every process that no loop has claimed.
+    pub fn reap_unclaimed(&mut self) -> Vec<Death> {
+        let claims = std::mem::take(&mut self.claims);
+        let deaths = self.reap(|who| claims.contains(who));
+        self.claims = claims;
+        deaths
     }
 
     /// Starts the sink (our own, `crasher sink`) with `--events PATH`.

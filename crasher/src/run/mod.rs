@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod disk;
 pub mod hosts;
 pub mod network;
+pub mod owner;
 pub mod ports;
 pub mod profile;
 pub mod query;

@@ -30,9 +30,9 @@ use crate::run::disk;
 pub(super) const DISK: &str = "disk-faults";
 
 /// SIGKILLs worker `i`; a worker that is not running died by itself.
-fn kill(h: &Harness, i: usize, check: &str) -> bool {
-    if let Err(e) = faults::kill_worker(h, i) {
-        let log = h.cluster().run_dir().worker_log(&worker_name(i));
+async fn kill(h: &Harness, i: usize, check: &str) -> bool {
+    if let Err(e) = faults::kill_worker(h, i).await {
+        let log = h.run_dir().worker_log(&worker_name(i));
         h.violation(
             check,
             format!(
@@ -60,7 +60,7 @@ async fn restart_and_check(
         if h.finished() {
             return false;
         }
-        if let Err(e) = faults::start_again(h, i) {
+        if let Err(e) = faults::start_again(h, i).await {
             h.finish(Outcome::Environment(e.to_string()));
             return false;
         }
@@ -73,7 +73,7 @@ async fn restart_and_check(
         loop {
             sleep(Duration::from_millis(100)).await;
             for &i in which {
-                if !h.cluster().worker_running(i) {
+                if !h.cluster(move |c| c.worker_running(i)).await {
                     return i;
                 }
             }
@@ -83,7 +83,7 @@ async fn restart_and_check(
     let ready = tokio::select! {
         r = await_live(h, None, budget, |d| all_ready_by(h, d)) => r,
         i = died => {
-            let log = h.cluster().run_dir().worker_log(&worker_name(i));
+            let log = h.run_dir().worker_log(&worker_name(i));
             let tail = tail_lines(&log, 5);
             h.out.line(&format!("{check}: {} died after its restart: pause the world", worker_name(i)));
             h.violation(
@@ -117,11 +117,11 @@ async fn restart_and_check(
 }
 
 /// Claims every member, or none.
-fn claim_all(h: &Harness) -> Option<(Vec<usize>, Vec<Claim<'_>>)> {
-    let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+async fn claim_all(h: &Harness) -> Option<(Vec<usize>, Vec<Claim<'_>>)> {
+    let members: Vec<usize> = h.members().await;
     let mut claims = Vec::new();
     for &i in &members {
-        claims.push(h.claim(&worker_name(i))?);
+        claims.push(h.claim(&worker_name(i)).await?);
     }
     Some((members, claims))
 }
@@ -142,17 +142,20 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
             return;
         }
         let picked = if all {
-            claim_all(&h)
+            claim_all(&h).await
         } else {
-            let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+            let members: Vec<usize> = h.members().await;
             if members.is_empty() {
                 None
             } else {
                 let i = members[rng.gen_range(0..members.len())];
-                h.claim(&worker_name(i)).map(|c| (vec![i], vec![c]))
+                h.claim(&worker_name(i)).await.map(|c| (vec![i], vec![c]))
             }
         };
-        let disk_claim = picked.as_ref().and_then(|_| h.claim(DISK));
+        let disk_claim = match &picked {
+            Some(_) => h.claim(DISK).await,
+            None => None,
+        };
         let (Some((which, claims)), Some(disk_claim)) = (picked, disk_claim) else {
             ticket.cancel();
             h.out.glyph(":PL");
@@ -202,13 +205,14 @@ pub async fn power_loss_once(
     };
     h.out.event("power-loss", &glyph);
     for &i in which {
-        if !kill(h, i, "power-loss") {
+        if !kill(h, i, "power-loss").await {
             return false;
         }
     }
     killed();
     for &i in which {
-        let lost = tokio::task::block_in_place(|| h.cluster().lose_disk(i));
+        // On the owner's thread: it unmounts and remounts the disk.
+        let lost = h.cluster(move |c| c.lose_disk(i)).await;
         match lost {
             Ok(report) => h.out.line(&format!(
                 "power-loss: {}: un-synced writes dropped ({report})",
@@ -236,15 +240,15 @@ pub async fn power_loss_once(
 
 /// Claims every member and the disk, or nothing (replay of
 /// `power-loss-all`).
-pub fn claim_all_and_disk(h: &Harness) -> Option<(Vec<usize>, Vec<Claim<'_>>, Claim<'_>)> {
-    let (which, claims) = claim_all(h)?;
-    let disk = h.claim(DISK)?;
+pub async fn claim_all_and_disk(h: &Harness) -> Option<(Vec<usize>, Vec<Claim<'_>>, Claim<'_>)> {
+    let (which, claims) = claim_all(h).await?;
+    let disk = h.claim(DISK).await?;
     Some((which, claims, disk))
 }
 
 /// Claims the disk (replay of `power-loss`).
-pub fn claim_disk(h: &Harness) -> Option<Claim<'_>> {
-    h.claim(DISK)
+pub async fn claim_disk(h: &Harness) -> Option<Claim<'_>> {
+    h.claim(DISK).await
 }
 
 /// Which file surgery.
@@ -266,7 +270,6 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
         Surgery::Truncate => ("truncate", "T"),
     };
     let globs: Vec<regex::Regex> = h
-        .cluster()
         .profile()
         .disk
         .data_files
@@ -284,7 +287,7 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             .schedule
             .acquire(word, || h.out.glyph(&format!(":{letter}")))
             .await;
-        let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+        let members: Vec<usize> = h.members().await;
         if members.is_empty() || h.finished() {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
@@ -292,19 +295,24 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
         }
         let i = members[rng.gen_range(0..members.len())];
         let name = worker_name(i);
-        // Here, or on the worker's host (`--hosts`).
-        let listed = tokio::task::block_in_place(|| h.cluster().data_files(i, &globs));
+        // Here, or on the worker's host (`--hosts`), on the owner's thread.
+        let listed = h
+            .cluster({
+                let g = globs.clone();
+                move |c| c.data_files(i, &g)
+            })
+            .await;
         if listed.map_or(true, |f| f.is_empty()) {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
             continue;
         }
-        let Some(disk_claim) = h.claim(DISK) else {
+        let Some(disk_claim) = h.claim(DISK).await else {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
             continue;
         };
-        let Some(claim) = h.claim(&name) else {
+        let Some(claim) = h.claim(&name).await else {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
             continue;
@@ -314,11 +322,16 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             format!("{word} a data file of {name}"),
             Fault::new(word, &name),
         );
-        if !kill(&h, i, word) {
+        if !kill(&h, i, word).await {
             return;
         }
         // The node is down: its files are final now.
-        let files = tokio::task::block_in_place(|| h.cluster().data_files(i, &globs));
+        let files = h
+            .cluster({
+                let g = globs.clone();
+                move |c| c.data_files(i, &g)
+            })
+            .await;
         let done = match files {
             Err(e) => Err(format!("cannot list the data files: {e}")),
             Ok(files) if files.is_empty() => Err("no data file left".to_owned()),
@@ -327,7 +340,11 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
                 match what {
                     Surgery::Corrupt if len > 0 => {
                         let (off, bit) = (rng.gen_range(0..len), rng.gen_range(0..8u8));
-                        tokio::task::block_in_place(|| h.cluster().flip_bit(i, &rel, off, bit))
+                        h.cluster({
+                            let rel = rel.clone();
+                            move |c| c.flip_bit(i, &rel, off, bit)
+                        })
+                        .await
                             .map(|(old, new)| {
                                 format!(
                                     "{name}: {rel}: bit {bit} of byte {off} of {len} flipped ({old:#04x} -> {new:#04x})"
@@ -337,9 +354,13 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
                     }
                     Surgery::Truncate if len > 0 => {
                         let cut = rng.gen_range(0..len);
-                        tokio::task::block_in_place(|| h.cluster().truncate_file(i, &rel, cut))
-                            .map(|()| format!("{name}: {rel}: cut from {len} to {cut} bytes"))
-                            .map_err(|e| format!("{rel}: {e}"))
+                        h.cluster({
+                            let rel = rel.clone();
+                            move |c| c.truncate_file(i, &rel, cut)
+                        })
+                        .await
+                        .map(|()| format!("{name}: {rel}: cut from {len} to {cut} bytes"))
+                        .map_err(|e| format!("{rel}: {e}"))
                     }
                     _ => Err(format!("{rel} is empty")),
                 }

@@ -6,8 +6,7 @@
 //! rotated and gzipped) exactly the same way, whoever calls it: the soak's
 //! fault loops, the custom scenarios and the recipes. Callers hold the
 //! target's claim (see [`Harness::claim`]) and a schedule ticket; the
-//! actions never hold the cluster's lock across an `.await` or past their
-//! own statement.
+//! actions reach the cluster through its owner (`run::owner`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -25,18 +24,22 @@ use crate::run::query;
 
 /// SIGKILLs worker `i` (glyph `glyph`, e.g. `c1`), then moves its log aside
 /// and gzips it in the background. Fails if the worker was not running.
-pub fn crash_worker(h: &Harness, i: usize, glyph: &str) -> Result<(), ClusterError> {
+pub async fn crash_worker(h: &Harness, i: usize, glyph: &str) -> Result<(), ClusterError> {
     h.out.event("crash", glyph);
-    kill_worker(h, i)?;
+    kill_worker(h, i).await?;
     h.counters.worker_crashes.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
 /// SIGKILLs worker `i` with no glyph of its own (a fault that prints its
 /// own, like a power loss), then rotates and gzips its log.
-pub fn kill_worker(h: &Harness, i: usize) -> Result<(), ClusterError> {
-    h.cluster().crash_worker(i)?;
-    let aside = h.cluster().rotate_worker_log(i);
+pub async fn kill_worker(h: &Harness, i: usize) -> Result<(), ClusterError> {
+    let aside = h
+        .cluster(move |c| {
+            c.crash_worker(i)?;
+            Ok::<_, ClusterError>(c.rotate_worker_log(i))
+        })
+        .await?;
     if let Some(aside) = aside {
         tokio::task::spawn_blocking(move || cluster::gzip_file(&aside));
     }
@@ -44,69 +47,76 @@ pub fn kill_worker(h: &Harness, i: usize) -> Result<(), ClusterError> {
 }
 
 /// Starts crashed worker `i` again from its resilience directory.
-pub fn restart_worker(h: &Harness, i: usize, glyph: &str) -> Result<(), ClusterError> {
-    start_again(h, i)?;
+pub async fn restart_worker(h: &Harness, i: usize, glyph: &str) -> Result<(), ClusterError> {
+    start_again(h, i).await?;
     h.out.event("restart", glyph);
     Ok(())
 }
 
 /// Starts crashed worker `i` again, with no glyph of its own.
-pub fn start_again(h: &Harness, i: usize) -> Result<(), ClusterError> {
-    h.cluster().start_worker(i, Start::Restart)
+pub async fn start_again(h: &Harness, i: usize) -> Result<(), ClusterError> {
+    h.cluster(move |c| c.start_worker(i, Start::Restart)).await
 }
 
 /// SIGKILLs the sink (`cS`). Fails if it was not running.
-pub fn crash_sink(h: &Harness) -> Result<(), ClusterError> {
+pub async fn crash_sink(h: &Harness) -> Result<(), ClusterError> {
     h.out.event("crash", "cS");
-    h.cluster().crash_sink()?;
+    h.cluster(|c| c.crash_sink()).await?;
     h.counters.sink_crashes.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
 /// Starts the sink again (`rS`).
-pub fn restart_sink(h: &Harness) -> Result<(), ClusterError> {
+pub async fn restart_sink(h: &Harness) -> Result<(), ClusterError> {
     h.out.event("restart", "rS");
-    h.cluster().start_sink()
+    h.cluster(|c| c.start_sink()).await
 }
 
 /// SIGKILLs the feeder of key `k` (`cfK`). Fails if it was not running.
-pub fn crash_feeder(h: &Harness, k: &str) -> Result<(), ClusterError> {
+pub async fn crash_feeder(h: &Harness, k: &str) -> Result<(), ClusterError> {
     h.out.event("crash", &format!("cf{k}"));
-    h.cluster().crash_feeder(k)?;
+    let key = k.to_owned();
+    h.cluster(move |c| c.crash_feeder(&key)).await?;
     h.counters.feeder_crashes.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
 /// Reaps the crashed feeder of `k` and starts it again (`rfK`).
-pub fn restart_feeder(h: &Harness, k: &str) -> Result<(), ClusterError> {
+pub async fn restart_feeder(h: &Harness, k: &str) -> Result<(), ClusterError> {
     let who = format!("feeder.{k}");
-    let _ = h.cluster().reap(|w| w != who);
-    h.cluster().start_feeder(k)?;
+    let key = k.to_owned();
+    h.cluster(move |c| {
+        let _ = c.reap(|w| w != who);
+        c.start_feeder(&key)
+    })
+    .await?;
     h.out.event("restart", &format!("rf{k}"));
     Ok(())
 }
 
 /// SIGSTOPs worker `i` (`pN`).
-pub fn pause_worker(h: &Harness, i: usize) {
+pub async fn pause_worker(h: &Harness, i: usize) {
     h.out.event("pause", &format!("p{i}"));
-    h.cluster().signal_worker(i, Signal::SIGSTOP);
+    h.cluster(move |c| c.signal_worker(i, Signal::SIGSTOP))
+        .await;
     h.counters.pauses.fetch_add(1, Ordering::Relaxed);
 }
 
 /// SIGCONTs worker `i` (`uN`).
-pub fn resume_worker(h: &Harness, i: usize) {
-    h.cluster().signal_worker(i, Signal::SIGCONT);
+pub async fn resume_worker(h: &Harness, i: usize) {
+    h.cluster(move |c| c.signal_worker(i, Signal::SIGCONT))
+        .await;
     h.out.event("resume", &format!("u{i}"));
 }
 
 /// Starts worker `i` as a joiner (`Join workerN.`, or `Join workerN again`).
-pub fn join_worker(h: &Harness, i: usize, again: bool) -> Result<(), ClusterError> {
+pub async fn join_worker(h: &Harness, i: usize, again: bool) -> Result<(), ClusterError> {
     let name = worker_name(i);
     h.out.event(
         "join",
         &format!("Join {name}{}", if again { " again" } else { "." }),
     );
-    h.cluster().start_worker(i, Start::Join)?;
+    h.cluster(move |c| c.start_worker(i, Start::Join)).await?;
     h.counters.joins.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -118,7 +128,7 @@ pub fn join_worker(h: &Harness, i: usize, again: bool) -> Result<(), ClusterErro
 pub async fn shrink_worker(h: &Harness, i: usize, own: Option<FaultId>) -> Result<(), NotLive> {
     let name = worker_name(i);
     h.out.event("shrink", &format!("Shrink {name}"));
-    let init = h.cluster().external_addr(0);
+    let init = h.cluster(|c| c.external_addr(0)).await;
     let budget = secs(h.timings.grow_ready);
     // A just-restarted initializer is recovering: ask it once it is ready.
     await_live(h, own, budget, |d| async move {
@@ -158,7 +168,7 @@ pub async fn shrink_worker(h: &Harness, i: usize, own: Option<FaultId>) -> Resul
     }
     await_live(h, own, budget, |d| async move {
         loop {
-            let running = h.cluster().worker_running(i);
+            let running = h.cluster(move |c| c.worker_running(i)).await;
             if !running {
                 return Ok(());
             }
@@ -172,11 +182,14 @@ pub async fn shrink_worker(h: &Harness, i: usize, own: Option<FaultId>) -> Resul
         }
     })
     .await?;
-    let gone = h.cluster().take_worker(i);
-    if let Some(m) = gone {
-        // Reaped off the runtime's threads: up to 2 s of grace.
-        let _ = tokio::task::spawn_blocking(move || m.terminate(Duration::from_secs(2))).await;
-    }
+    // Terminated on the owner's thread (up to 2 s of grace), not on one
+    // of the runtime's.
+    h.cluster(move |c| {
+        if let Some(m) = c.take_worker(i) {
+            m.terminate(Duration::from_secs(2));
+        }
+    })
+    .await;
     h.counters.shrinks.fetch_add(1, Ordering::Relaxed);
     await_live(h, own, budget, |d| async move {
         query::poll_ready(init, d).await.map(|_| ())

@@ -25,10 +25,10 @@ pub fn stop_the_world() {
 /// After [`stop_the_world`]: waits until every process is seen stopped,
 /// writes the manifest and prints how to go on. Returns nothing; the
 /// caller then waits for the person's Ctrl-C or SIGTERM.
-pub fn report(h: &Harness, args: &SoakArgs, check: &str, diagnosis: &str, decided: Instant) {
-    let stopped_ms = wait_all_stopped(decided);
+pub async fn report(h: &Harness, args: &SoakArgs, check: &str, diagnosis: &str, decided: Instant) {
+    let stopped_ms = tokio::task::block_in_place(|| wait_all_stopped(decided));
     h.out.line_as("pause", "Pause the world!");
-    match write_manifest(h, args, check, diagnosis, stopped_ms) {
+    match write_manifest(h, args, check, diagnosis, stopped_ms).await {
         Ok(p) => h.out.line(&format!(
             "Every process of the run is stopped (SIGSTOP, {stopped_ms:.1} ms after detection). Manifest: {}\n\
              Attach a debugger now (pids in the manifest). Ctrl-C or SIGTERM here kills them all and exits 1.",
@@ -50,40 +50,45 @@ pub fn wait_all_stopped(decided: Instant) -> f64 {
 }
 
 /// Writes `paused.json`: who is stopped, where, why, and how to go on.
-pub fn write_manifest(
+pub async fn write_manifest(
     h: &Harness,
     args: &SoakArgs,
     check: &str,
     diagnosis: &str,
     stopped_ms: f64,
 ) -> std::io::Result<PathBuf> {
-    let c = h.cluster();
-    let processes: Vec<serde_json::Value> = c
-        .processes()
-        .into_iter()
-        .map(|(role, name, pid)| {
-            let ports = super::spec::worker_index(&name).map(|i| c.worker_ports(i));
-            serde_json::json!({"role": role, "name": name, "pid": pid, "pgid": pid, "ports": ports})
+    let (processes, pgids, sink) = h
+        .cluster(|c| {
+            let processes: Vec<serde_json::Value> = c
+                .processes()
+                .into_iter()
+                .map(|(role, name, pid)| {
+                    let ports = super::spec::worker_index(&name).map(|i| c.worker_ports(i));
+                    serde_json::json!({"role": role, "name": name, "pid": pid, "pgid": pid, "ports": ports})
+                })
+                .collect();
+            let pgids: Vec<String> = c.processes().iter().map(|p| format!("-{}", p.2)).collect();
+            (processes, pgids, c.sink_addr())
         })
-        .collect();
-    let pgids: Vec<String> = c.processes().iter().map(|p| format!("-{}", p.2)).collect();
+        .await;
+    let run = h.run_dir();
     let manifest = serde_json::json!({
-        "run_id": c.run_dir().id(),
-        "run_dir": c.run_dir().root(),
+        "run_id": run.id(),
+        "run_dir": run.root(),
         "seed": h.seed,
         "args": args.words,
-        "profile": c.profile().origin,
+        "profile": h.profile().origin,
         "check": check,
         "diagnosis": diagnosis,
         "stopped_ms_after_detection": stopped_ms,
         "last_glyphs": h.out.tail(),
-        "sink": c.sink_addr(),
+        "sink": sink,
         "processes": processes,
         "resume": format!("kill -CONT -- {}", pgids.join(" ")),
         "kill": format!("kill -KILL -- {}", pgids.join(" ")),
         "crasher_pid": std::process::id(),
     });
-    let path = c.run_dir().pause_manifest();
+    let path = run.pause_manifest();
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)?;
     Ok(path)
 }

@@ -1,9 +1,12 @@
-//! State shared by every loop of a soak: the cluster, the output, the
-//! crash gate, the seeded random sources, and the one outcome of the run.
+//! What every loop of a soak shares: the handle to the cluster's owner,
+//! the output, the schedule, the seeded random sources, and the one outcome
+//! of the run. Nothing here is a lock on run state: the cluster (with its
+//! claims) is reached through its owner (`run::owner`), the outcome is
+//! written once, and the read-only parts of the run (profile, run
+//! directory, settings) are plain copies.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -13,7 +16,10 @@ use tokio::sync::Notify;
 use super::glyphs::Glyphs;
 use super::schedule::Schedule;
 use super::timings::Timings;
-use crate::run::cluster::Cluster;
+use crate::run::cluster::{Cluster, Settings};
+use crate::run::owner::ClusterOwner;
+use crate::run::profile::Profile;
+use crate::run::rundir::RunDir;
 
 /// How the run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +79,10 @@ pub struct Counters {
 
 /// Everything the loops share.
 pub struct Harness {
-    cluster: Mutex<Cluster>,
+    cluster: ClusterOwner,
+    profile: Profile,
+    run_dir: RunDir,
+    settings: Settings,
     /// Glyphs, messages and the timeline.
     pub out: Glyphs,
     /// Loop timings.
@@ -86,17 +95,15 @@ pub struct Harness {
     pub counters: Counters,
     /// When faults may fire, whether they were observed, quiet time.
     pub schedule: Arc<Schedule>,
-    busy: Mutex<BTreeSet<String>>,
-    outcome: Mutex<Option<(Outcome, Instant)>>,
+    outcome: OnceLock<(Outcome, Instant)>,
     finished: AtomicBool,
-    /// The run directory (for the full-disk check of [`Harness::finish`]).
-    run_root: std::path::PathBuf,
     /// Woken when the outcome is set.
     pub done: Notify,
 }
 
 impl Harness {
-    /// A harness around a cluster, with the run's fault schedule.
+    /// A harness around a cluster, with the run's fault schedule. The
+    /// cluster moves to its owner's thread.
     pub fn new(
         cluster: Cluster,
         out: Glyphs,
@@ -104,26 +111,62 @@ impl Harness {
         seed: u64,
         on_failure: OnFailure,
         schedule: Arc<Schedule>,
-    ) -> Harness {
-        Harness {
-            run_root: cluster.run_dir().root().to_owned(),
-            cluster: Mutex::new(cluster),
+    ) -> std::io::Result<Harness> {
+        Ok(Harness {
+            profile: cluster.profile().clone(),
+            run_dir: cluster.run_dir().clone(),
+            settings: cluster.settings().clone(),
+            cluster: ClusterOwner::spawn("cluster-owner", cluster)?,
             out,
             timings,
             seed,
             on_failure,
             counters: Counters::default(),
             schedule,
-            busy: Mutex::new(BTreeSet::new()),
-            outcome: Mutex::new(None),
+            outcome: OnceLock::new(),
             finished: AtomicBool::new(false),
             done: Notify::new(),
-        }
+        })
     }
 
-    /// The cluster, for a short synchronous operation (never held across `.await`).
-    pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `f` on the cluster, through its owner (see `run::owner`), and
+    /// returns its result.
+    pub async fn cluster<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Cluster) -> R + Send + 'static,
+    ) -> R {
+        self.cluster.call(f).await
+    }
+
+    /// The workers expected to be members now.
+    pub async fn members(&self) -> Vec<usize> {
+        self.cluster(|c| c.members().iter().copied().collect())
+            .await
+    }
+
+    /// Whether worker `i` is expected to be a member now.
+    pub async fn is_member(&self, i: usize) -> bool {
+        self.cluster(move |c| c.members().contains(&i)).await
+    }
+
+    /// The keys whose feeder finished its file (exit 0).
+    pub async fn done_feeders(&self) -> std::collections::BTreeSet<String> {
+        self.cluster(|c| c.done_feeders().clone()).await
+    }
+
+    /// The profile in use.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run_dir
+    }
+
+    /// The run's settings (inputs, rate, initial size).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// A random source for the loop `name`, derived from the run's seed so
@@ -139,15 +182,15 @@ impl Harness {
 
     /// Records the outcome if it is the first. At a violation with
     /// `--on-failure pause` the world is stopped right here, synchronously,
-    /// before anything else runs.
+    /// before anything else runs (it needs nothing from the cluster's
+    /// owner: see `freeze::stop_the_world`).
     pub fn finish(&self, outcome: Outcome) {
-        // A full disk is never a violation of the system under test.
-        let outcome = super::diskfull::reclassify(&self.run_root, outcome);
-        let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_some() {
+        // The first caller wins; a later one changes nothing.
+        if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.finished.store(true, Ordering::SeqCst);
+        // A full disk is never a violation of the system under test.
+        let outcome = super::diskfull::reclassify(self.run_dir.root(), outcome);
         // Taken before the world is stopped, so "N ms after detection"
         // counts the stop itself (with `--hosts`, a round trip per host).
         let decided = Instant::now();
@@ -156,8 +199,7 @@ impl Harness {
         }
         // The live status line gives the screen back to plain lines.
         self.out.end_live();
-        *slot = Some((outcome, decided));
-        drop(slot);
+        let _ = self.outcome.set((outcome, decided));
         self.done.notify_waiters();
         self.done.notify_one();
     }
@@ -172,10 +214,7 @@ impl Harness {
 
     /// The outcome and when it was decided, once there is one.
     pub fn outcome(&self) -> Option<(Outcome, Instant)> {
-        self.outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.outcome.get().cloned()
     }
 
     /// Reports that the cluster made no progress in `step` although
@@ -187,20 +226,12 @@ impl Harness {
     /// Claims `who` for a deliberate action (crash, shrink, pause), so the
     /// death monitor does not report it and no other loop acts on it.
     /// Returns `None` if another loop holds it.
-    pub fn claim(&self, who: &str) -> Option<Claim<'_>> {
-        let mut b = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        b.insert(who.to_owned()).then(|| Claim {
+    pub async fn claim(&self, who: &str) -> Option<Claim<'_>> {
+        let name = who.to_owned();
+        self.cluster(move |c| c.claim(&name)).await.then(|| Claim {
             h: self,
             who: who.to_owned(),
         })
-    }
-
-    /// Whether a loop is acting on `who` now.
-    pub fn is_claimed(&self, who: &str) -> bool {
-        self.busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(who)
     }
 }
 
@@ -223,10 +254,9 @@ pub struct Claim<'a> {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.h
-            .busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.who);
+        // Sent, not awaited: the owner runs commands in order, so any claim
+        // asked for after this drop sees it released.
+        let who = std::mem::take(&mut self.who);
+        self.h.cluster.post(move |c| c.release(&who));
     }
 }

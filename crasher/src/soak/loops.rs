@@ -39,10 +39,8 @@ fn env_error(h: &Harness, e: ClusterError) {
 
 /// Polls worker `i` until it is ready, by the profile's readiness kind.
 pub async fn poll_one(h: &Harness, i: usize, deadline: Instant) -> Result<(), String> {
-    let (addr, kind) = {
-        let c = h.cluster();
-        (c.readiness_addr(i), c.profile().readiness.kind)
-    };
+    let addr = h.cluster(move |c| c.readiness_addr(i)).await;
+    let kind = h.profile().readiness.kind;
     query::poll_worker(kind, addr, deadline).await
 }
 
@@ -53,9 +51,9 @@ pub async fn poll_all_ready(h: &Harness, budget: Duration) -> Result<String, Str
 
 /// Polls every member until it processes messages or `deadline` passes.
 pub async fn all_ready_by(h: &Harness, deadline: Instant) -> Result<String, String> {
-    let kind = h.cluster().profile().readiness.kind;
+    let kind = h.profile().readiness.kind;
     if kind != ReadinessKind::External {
-        let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+        let members = h.members().await;
         let mut names = Vec::new();
         for i in members {
             poll_one(h, i, deadline)
@@ -65,14 +63,14 @@ pub async fn all_ready_by(h: &Harness, deadline: Instant) -> Result<String, Stri
         }
         return Ok(format!("ready: {}", names.join(",")));
     }
-    let init = h.cluster().external_addr(0);
+    let init = h.cluster(|c| c.external_addr(0)).await;
     let status = query::poll_ready(init, deadline)
         .await
         .map_err(|e| format!("initializer query of worker names failed: {e}"))?;
     let mut names = Vec::new();
     for name in &status.worker_names {
         let i = worker_index(name).ok_or_else(|| format!("unknown worker name {name:?}"))?;
-        let addr = h.cluster().external_addr(i);
+        let addr = h.cluster(move |c| c.external_addr(i)).await;
         query::poll_ready(addr, deadline)
             .await
             .map_err(|e| format!("worker {name}: {e}"))?;
@@ -98,12 +96,12 @@ pub async fn monitor(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        let deaths = h.cluster().reap(|who| h.is_claimed(who));
+        let deaths = h.cluster(|c| c.reap_unclaimed()).await;
         for d in deaths {
             if d.who.starts_with("feeder.") {
                 continue;
             }
-            let log = h.cluster().run_dir().log_of(&d.who);
+            let log = h.run_dir().log_of(&d.who);
             let tail = tail_lines(&log, 5);
             if d.who == "sink" && d.status == "exit 66" {
                 // The sink stopped on one of its own invariant checks
@@ -141,17 +139,20 @@ pub async fn monitor(h: Arc<Harness>) {
             );
             return;
         }
-        let idle: Vec<String> = h
-            .cluster()
-            .idle_feeders()
-            .into_iter()
-            .filter(|k| !h.is_claimed(&format!("feeder.{k}")))
-            .collect();
-        for k in idle {
-            let started = h.cluster().start_feeder(&k);
-            if let Err(e) = started {
-                return env_error(&h, e);
-            }
+        // Feeders that stopped unfinished and that no loop is acting on
+        // are started again, in the same command as the check.
+        let started = h
+            .cluster(|c| {
+                let idle: Vec<String> = c
+                    .idle_feeders()
+                    .into_iter()
+                    .filter(|k| !c.is_claimed(&format!("feeder.{k}")))
+                    .collect();
+                idle.iter().try_for_each(|k| c.start_feeder(k))
+            })
+            .await;
+        if let Err(e) = started {
+            return env_error(&h, e);
         }
     }
 }
@@ -183,7 +184,7 @@ pub async fn crash_sink(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        match h.claim("sink") {
+        match h.claim("sink").await {
             None => ticket.cancel(),
             Some(claim) => {
                 let down = uniform(&mut rng, 0.0, t.crash_sink_down);
@@ -215,7 +216,7 @@ pub async fn sink_crash(
     ticket: super::schedule::Ticket,
     claim: super::harness::Claim<'_>,
 ) -> bool {
-    if let Err(e) = faults::crash_sink(h) {
+    if let Err(e) = faults::crash_sink(h).await {
         drop(claim);
         h.out.line(&format!("Crash of sink failed: {e}"));
         h.violation(
@@ -228,7 +229,7 @@ pub async fn sink_crash(
     if h.finished() {
         return false;
     }
-    if let Err(e) = faults::restart_sink(h) {
+    if let Err(e) = faults::restart_sink(h).await {
         env_error(h, e);
         return false;
     }
@@ -266,8 +267,8 @@ pub async fn crash_worker(h: Arc<Harness>, index: usize, slow: bool) {
         if h.finished() {
             return;
         }
-        let member = h.cluster().members().contains(&index);
-        let claim = if member { h.claim(&name) } else { None };
+        let member = h.is_member(index).await;
+        let claim = if member { h.claim(&name).await } else { None };
         let Some(claim) = claim else {
             ticket.cancel();
             h.out.glyph(&format!(":c{index}"));
@@ -300,11 +301,11 @@ pub async fn crash_and_restart(
     claim: super::harness::Claim<'_>,
     killed: impl FnOnce(),
 ) -> bool {
-    let crashed = faults::crash_worker(h, index, &format!("c{index}"));
+    let crashed = faults::crash_worker(h, index, &format!("c{index}")).await;
     killed();
     if let Err(e) = crashed {
         h.out.line(&format!("Crash of {index} failed: {e}"));
-        let log = h.cluster().run_dir().worker_log(&worker_name(index));
+        let log = h.run_dir().worker_log(&worker_name(index));
         h.violation(
             "crash-loop",
             format!(
@@ -318,7 +319,7 @@ pub async fn crash_and_restart(
     if h.finished() {
         return false;
     }
-    if let Err(e) = faults::restart_worker(h, index, &format!("r{index}")) {
+    if let Err(e) = faults::restart_worker(h, index, &format!("r{index}")).await {
         env_error(h, e);
         return false;
     }
@@ -337,15 +338,15 @@ pub async fn crash_and_restart(
 /// turn it into a replica, and crashing it again would miss the real one.
 pub(super) async fn current_primary(h: &Harness) -> Option<usize> {
     use crate::run::profile::PrimaryKind;
-    let (kind, nodes): (PrimaryKind, Vec<(usize, std::net::SocketAddr)>) = {
-        let c = h.cluster();
-        let nodes = c
-            .members()
-            .iter()
-            .map(|&i| (i, c.readiness_addr(i)))
-            .collect();
-        (c.profile().primary.kind, nodes)
-    };
+    let kind: PrimaryKind = h.profile().primary.kind;
+    let nodes: Vec<(usize, std::net::SocketAddr)> = h
+        .cluster(|c| {
+            c.members()
+                .iter()
+                .map(|&i| (i, c.readiness_addr(i)))
+                .collect()
+        })
+        .await;
     match kind {
         PrimaryKind::None => None,
         PrimaryKind::RedisRole => {
@@ -367,7 +368,7 @@ pub(super) async fn current_primary(h: &Harness) -> Option<usize> {
 /// it is busy).
 pub async fn claim_primary(h: &Harness) -> Option<(usize, super::harness::Claim<'_>)> {
     let index = current_primary(h).await?;
-    h.claim(&worker_name(index)).map(|c| (index, c))
+    h.claim(&worker_name(index)).await.map(|c| (index, c))
 }
 
 /// `crash-primary`: like a crash loop, but each time it crashes whichever
@@ -465,19 +466,18 @@ pub async fn crash_source(h: Arc<Harness>, keys: Vec<String>) {
             .schedule
             .acquire("crash-source", || h.out.glyph(":f"))
             .await;
-        let live: Vec<String> = {
-            let c = h.cluster();
-            keys.iter()
-                .filter(|k| !c.done_feeders().contains(*k))
-                .cloned()
-                .collect()
-        };
+        let done = h.done_feeders().await;
+        let live: Vec<String> = keys
+            .iter()
+            .filter(|k| !done.contains(*k))
+            .cloned()
+            .collect();
         if live.is_empty() || h.finished() {
             ticket.cancel();
             return;
         }
         let k = live[rng.gen_range(0..live.len())].clone();
-        match h.claim(&format!("feeder.{k}")) {
+        match h.claim(&format!("feeder.{k}")).await {
             None => ticket.cancel(),
             Some(claim) => {
                 let down = uniform(&mut rng, 0.0, t.crash_source_down);
@@ -510,9 +510,9 @@ pub async fn feeder_crash(
     ticket: super::schedule::Ticket,
     claim: super::harness::Claim<'_>,
 ) -> bool {
-    if faults::crash_feeder(h, k).is_ok() {
+    if faults::crash_feeder(h, k).await.is_ok() {
         sleep(down).await;
-        if let Err(e) = faults::restart_feeder(h, k) {
+        if let Err(e) = faults::restart_feeder(h, k).await {
             env_error(h, e);
             return false;
         }
@@ -534,12 +534,12 @@ pub async fn pause_for(
     ticket: super::schedule::Ticket,
     claim: super::harness::Claim<'_>,
 ) -> bool {
-    faults::pause_worker(h, i);
+    faults::pause_worker(h, i).await;
     sleep(stopped).await;
     if h.finished() {
         return false;
     }
-    faults::resume_worker(h, i);
+    faults::resume_worker(h, i).await;
     drop(claim);
     ticket.end();
     true
@@ -556,13 +556,13 @@ pub async fn pause_members(h: Arc<Harness>) {
             return;
         }
         let ticket = h.schedule.acquire("pause", || h.out.glyph(":p")).await;
-        let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+        let members: Vec<usize> = h.members().await;
         if members.is_empty() || h.finished() {
             ticket.cancel();
             continue;
         }
         let i = members[rng.gen_range(0..members.len())];
-        let Some(claim) = h.claim(&worker_name(i)) else {
+        let Some(claim) = h.claim(&worker_name(i)).await else {
             ticket.cancel();
             continue;
         };
@@ -642,11 +642,12 @@ pub async fn grow_shrink(h: Arc<Harness>, grow: bool, shrink: bool) {
 /// claimed until it is ready. Returns false if the run ended.
 async fn join_one(h: &Harness) -> bool {
     let ticket = h.schedule.acquire("join", || h.out.glyph(":g")).await;
-    let next = {
-        let c = h.cluster();
-        (1..super::spec::MAX_WORKERS).find(|i| !c.members().contains(i))
+    let members = h.members().await;
+    let next = (1..super::spec::MAX_WORKERS).find(|i| !members.contains(i));
+    let claim = match next {
+        Some(i) => h.claim(&worker_name(i)).await.map(|c| (i, c)),
+        None => None,
     };
-    let claim = next.and_then(|i| h.claim(&worker_name(i)).map(|c| (i, c)));
     let Some((i, claim)) = claim.filter(|_| !h.finished()) else {
         ticket.cancel();
         return !h.finished();
@@ -669,12 +670,12 @@ pub async fn join_index(
     claim: super::harness::Claim<'_>,
 ) -> bool {
     let name = worker_name(i);
-    if let Err(e) = faults::join_worker(h, i, false) {
+    if let Err(e) = faults::join_worker(h, i, false).await {
         env_error(h, e);
         return false;
     }
     ticket.end();
-    let addr = h.cluster().external_addr(i);
+    let addr = h.cluster(move |c| c.external_addr(i)).await;
     let budget = secs(h.timings.grow_ready);
     let ready = await_live(h, None, budget, |d| async move {
         query::poll_ready(addr, d).await.map(|_| ())
@@ -702,24 +703,23 @@ pub async fn join_index(
 /// Shrinks away one random member other than the initializer (about half
 /// the time there is one). Returns false if the run ended.
 async fn shrink_one(h: &Harness, rng: &mut ChaCha8Rng) -> bool {
-    let members: Vec<usize> = h
-        .cluster()
-        .members()
-        .iter()
-        .copied()
+    let members = h.members().await;
+    let Some(i) = members
+        .into_iter()
         .filter(|&i| i != 0)
-        .collect();
-    let Some(i) = members.into_iter().find(|_| rng.gen_range(0..10) < 5) else {
+        .find(|_| rng.gen_range(0..10) < 5)
+    else {
         return true;
     };
     let ticket = h.schedule.acquire("shrink", || h.out.glyph(":h")).await;
     let name = worker_name(i);
     // The request goes to the initializer: both stay claimed until the
     // shrink is done (not while a crash loop has it down).
-    let claims = h
-        .claim(&name)
-        .and_then(|a| h.claim(&worker_name(0)).map(|b| (a, b)));
-    let still_member = h.cluster().members().contains(&i);
+    let claims = match h.claim(&name).await {
+        Some(a) => h.claim(&worker_name(0)).await.map(|b| (a, b)),
+        None => None,
+    };
+    let still_member = h.is_member(i).await;
     let Some(claims) = claims.filter(|_| still_member && !h.finished()) else {
         ticket.cancel();
         return !h.finished();
@@ -777,7 +777,7 @@ pub async fn ack_progress(h: Arc<Harness>, keys: Vec<String>) {
             return;
         }
         for k in &keys {
-            let done = h.cluster().done_feeders().contains(k);
+            let done = h.done_feeders().await.contains(k);
             let now = acked(&h, k);
             let Some((prev, clock)) = last.get_mut(k) else {
                 continue;
@@ -789,7 +789,7 @@ pub async fn ack_progress(h: Arc<Harness>, keys: Vec<String>) {
             }
             let quiet = clock.tick(&h);
             if quiet >= period {
-                let log = h.cluster().run_dir().feeder_log(k);
+                let log = h.run_dir().feeder_log(k);
                 let msg = format!(
                     "run_ack_progress_loop: successful ack not seen in {}",
                     log.display()
@@ -813,7 +813,7 @@ pub async fn ack_progress(h: Arc<Harness>, keys: Vec<String>) {
 }
 
 fn acked(h: &Harness, key: &str) -> Option<u64> {
-    let path = h.cluster().run_dir().feeder_status(key);
+    let path = h.run_dir().feeder_status(key);
     feeders::status::FeedStatus::read(&path)
         .ok()
         .and_then(|s| s.acked)
@@ -874,7 +874,7 @@ pub async fn registry_progress(h: Arc<Harness>, keys: Vec<String>) {
             return;
         }
         for k in &keys {
-            let log = h.cluster().run_dir().feeder_log(k);
+            let log = h.run_dir().feeder_log(k);
             let mut w = windows.remove(k).unwrap_or_default();
             let (w, l) = tokio::task::spawn_blocking(move || {
                 w.advance(&log);
@@ -906,7 +906,7 @@ pub async fn registry_progress(h: Arc<Harness>, keys: Vec<String>) {
 
 /// Keeps the 5 newest rotated logs per worker.
 pub async fn clean_old_gzip_files(h: Arc<Harness>) {
-    let logs = h.cluster().run_dir().logs_dir();
+    let logs = h.run_dir().logs_dir();
     loop {
         sleep(secs(h.timings.clean_gz_period)).await;
         if h.finished() {

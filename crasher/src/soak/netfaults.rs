@@ -142,7 +142,8 @@ pub async fn net_fault_once(
     ticket: super::schedule::Ticket,
     applied: impl FnOnce(),
 ) -> bool {
-    let applied_now = h.cluster().apply_network(faults);
+    let wanted = faults.clone();
+    let applied_now = h.cluster(move |c| c.apply_network(&wanted)).await;
     if let Err(e) = applied_now {
         h.finish(Outcome::Environment(format!(
             "cannot put network fault {word} in force: {e}"
@@ -156,7 +157,7 @@ pub async fn net_fault_once(
     if h.finished() {
         return false;
     }
-    if let Err(e) = heal(h) {
+    if let Err(e) = heal(h).await {
         h.finish(Outcome::Environment(format!(
             "cannot heal the network: {e}"
         )));
@@ -237,15 +238,30 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         if h.finished() {
             return;
         }
-        let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+        let members: Vec<usize> = h.members().await;
         // Only on a cluster that is whole again: every member processing
         // (a crash loop may still be waiting for its worker to recover).
-        let busy = members.iter().any(|&i| h.is_claimed(&worker_name(i)))
-            || super::loops::poll_all_ready(&h, READY_PROBE).await.is_err();
-        let planned = plan(kind, &members, &mut rng, percent)
+        let claimed = h
+            .cluster({
+                let members = members.clone();
+                move |c| members.iter().any(|&i| c.is_claimed(&worker_name(i)))
+            })
+            .await;
+        let busy = claimed || super::loops::poll_all_ready(&h, READY_PROBE).await.is_err();
+        let planned = match plan(kind, &members, &mut rng, percent) {
             // With --hosts, a fault the hosts' rules cannot make exactly
             // (workers sharing a host) is skipped.
-            .filter(|(faults, _)| h.cluster().network_fits(faults).is_ok());
+            Some((faults, glyph)) => {
+                let (faults, fits) = h
+                    .cluster(move |c| {
+                        let fits = c.network_fits(&faults).is_ok();
+                        (faults, fits)
+                    })
+                    .await;
+                fits.then_some((faults, glyph))
+            }
+            None => None,
+        };
         match planned {
             Some((faults, glyph)) if !busy => {
                 let hold = uniform(&mut rng, t.net_hold_min, t.net_hold_max);
@@ -268,18 +284,20 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
 }
 
 /// Heals every network fault in force (glyph `{H}`).
-fn heal(h: &Harness) -> Result<(), String> {
-    h.cluster().apply_network(&Faults::default())?;
+async fn heal(h: &Harness) -> Result<(), String> {
+    h.cluster(|c| c.apply_network(&Faults::default())).await?;
     h.out.event("net-heal", "{H}");
     Ok(())
 }
 
 /// Heals the lab's network if anything is cut (after the loops stop, before
 /// the final verdict). A failure to heal is an environment error.
-pub fn heal_all(h: &Harness) {
-    let cut = h.cluster().network_faults().is_some_and(|f| !f.is_healed());
+pub async fn heal_all(h: &Harness) {
+    let cut = h
+        .cluster(|c| c.network_faults().is_some_and(|f| !f.is_healed()))
+        .await;
     if cut {
-        if let Err(e) = heal(h) {
+        if let Err(e) = heal(h).await {
             h.finish(Outcome::Environment(format!(
                 "cannot heal the network: {e}"
             )));

@@ -55,12 +55,11 @@ impl Recorder {
     /// Starts the record of the run `h` and writes it (verdict `running`).
     pub fn start(h: &Harness) -> Arc<Recorder> {
         let (path, rec) = {
-            let c = h.cluster();
-            let run = c.run_dir();
+            let run = h.run_dir();
             let rec = RunRecord {
                 run_id: run.id().to_owned(),
                 run_dir: Some(run.root().to_owned()),
-                profile: c.profile().origin.clone(),
+                profile: h.profile().origin.clone(),
                 seed: h.seed,
                 args: std::env::args().skip(1).collect(),
                 pid: Some(std::process::id()),
@@ -95,25 +94,17 @@ impl Recorder {
     }
 
     /// Takes one sample of every process and of every key's progress.
-    fn sample(&self, h: &Harness, sampler: &mut Sampler) {
-        let mut procs: Vec<(String, String, u32)> = h
-            .cluster()
-            .processes()
-            .into_iter()
-            .map(|(role, name, pid)| (role.to_owned(), name, pid))
-            .collect();
+    /// `procs`: the run's processes (role, name, pid) now.
+    fn sample(&self, h: &Harness, mut procs: Vec<(String, String, u32)>, sampler: &mut Sampler) {
         procs.push(("supervisor".into(), "supervisor".into(), std::process::id()));
         // What each feeder has sent so far (its status file), for the
         // offered rate next to the committed one.
-        // (Paths under the cluster lock, the files read after it.)
-        let status_files: Vec<(String, std::path::PathBuf)> = {
-            let c = h.cluster();
-            c.settings()
-                .inputs
-                .keys()
-                .map(|k| (k.clone(), c.run_dir().feeder_status(k)))
-                .collect()
-        };
+        let status_files: Vec<(String, std::path::PathBuf)> = h
+            .settings()
+            .inputs
+            .keys()
+            .map(|k| (k.clone(), h.run_dir().feeder_status(k)))
+            .collect();
         let sent: Vec<(String, u64)> = status_files
             .into_iter()
             .filter_map(|(k, path)| {
@@ -336,7 +327,15 @@ pub async fn sample_loop(rec: Arc<Recorder>, h: Arc<Harness>) {
         if rec.lock().done {
             return;
         }
-        tokio::task::block_in_place(|| rec.sample(&h, &mut sampler));
+        let procs: Vec<(String, String, u32)> = h
+            .cluster(|c| {
+                c.processes()
+                    .into_iter()
+                    .map(|(role, name, pid)| (role.to_owned(), name, pid))
+                    .collect()
+            })
+            .await;
+        tokio::task::block_in_place(|| rec.sample(&h, procs, &mut sampler));
         n += 1;
         let violation =
             !told_violation && matches!(h.outcome(), Some((Outcome::Violation { .. }, _)));

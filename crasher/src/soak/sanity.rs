@@ -49,14 +49,11 @@ impl Sanity {
         inputs: &BTreeMap<String, PathBuf>,
         mode: Mode,
     ) -> anyhow::Result<Sanity> {
-        let (sink_dir, sink_log, verify_mode) = {
-            let c = h.cluster();
-            (
-                c.run_dir().sink_dir(),
-                c.run_dir().sink_log(),
-                c.profile().verify_mode,
-            )
-        };
+        let (sink_dir, sink_log, verify_mode) = (
+            h.run_dir().sink_dir(),
+            h.run_dir().sink_log(),
+            h.profile().verify_mode,
+        );
         let mut progress = BTreeMap::new();
         for (k, p) in inputs {
             let input_len = std::fs::metadata(p)?.len();
@@ -206,7 +203,7 @@ impl Sanity {
                     return h.finish(Outcome::Environment(format!("verification failed: {e}")))
                 }
             }
-            let root = h.cluster().run_dir().root().to_owned();
+            let root = h.run_dir().root().to_owned();
             if let Some(why) = disk_nearly_full(&root) {
                 return h.finish(Outcome::Environment(why));
             }
@@ -223,7 +220,7 @@ impl Sanity {
                     return h.liveness_violation("commit-progress", v);
                 }
             }
-            let done: Vec<String> = h.cluster().done_feeders().iter().cloned().collect();
+            let done = h.done_feeders().await;
             for k in &done {
                 let clock = done_since
                     .entry(k.clone())
@@ -247,13 +244,7 @@ impl Sanity {
                     }
                 }
             }
-            let all_acked = {
-                let c = h.cluster();
-                c.settings()
-                    .inputs
-                    .keys()
-                    .all(|k| c.done_feeders().contains(k))
-            };
+            let all_acked = h.settings().inputs.keys().all(|k| done.contains(k));
             if all_acked && self.complete() {
                 return h.finish(Outcome::Success("SANITY LOOP SUCCESS: EOF found!".into()));
             }
@@ -337,7 +328,7 @@ pub struct Summary {
 
 /// A last full verification round and its per-key figures.
 pub async fn final_summary(h: &Arc<Harness>, inputs: &BTreeMap<String, PathBuf>) -> Summary {
-    let mode = h.cluster().profile().mode;
+    let mode = h.profile().mode;
     let mut s = match Sanity::new(h, inputs, mode) {
         Ok(s) => s,
         Err(e) => {
@@ -391,18 +382,16 @@ pub struct TcpReceipt {
 /// last of them arrived, and how many blasters finished their file. The
 /// run holds when the receiver got data and, unless every blaster is done,
 /// was still getting it within `tcp_receive_stall` of the end.
-pub fn tcp_receipt(h: &Harness) -> TcpReceipt {
-    let (output, keys, done) = {
-        let c = h.cluster();
-        let keys = c.settings().inputs.len();
-        let done = c
-            .settings()
-            .inputs
-            .keys()
-            .filter(|k| c.done_feeders().contains(*k))
-            .count();
-        (c.run_dir().sink_prefix(), keys, done)
-    };
+pub async fn tcp_receipt(h: &Harness) -> TcpReceipt {
+    let finished = h.done_feeders().await;
+    let keys = h.settings().inputs.len();
+    let done = h
+        .settings()
+        .inputs
+        .keys()
+        .filter(|k| finished.contains(*k))
+        .count();
+    let output = h.run_dir().sink_prefix();
     let meta = std::fs::metadata(&output).ok();
     let received = meta.as_ref().map_or(0, |m| m.len());
     let idle = meta

@@ -172,7 +172,7 @@ async fn claim<'a>(h: &'a Harness, who: &str) -> Option<Claim<'a>> {
         if h.finished() {
             return None;
         }
-        if let Some(c) = h.claim(who) {
+        if let Some(c) = h.claim(who).await {
             return Some(c);
         }
         sleep(Duration::from_millis(20)).await;
@@ -180,12 +180,15 @@ async fn claim<'a>(h: &'a Harness, who: &str) -> Option<Claim<'a>> {
 }
 
 /// Waits until `take` gets its claims, or the run ends.
-async fn claim_with<'a, T>(h: &'a Harness, take: impl Fn(&'a Harness) -> Option<T>) -> Option<T> {
+async fn claim_with<'a, T, F>(h: &'a Harness, take: impl Fn(&'a Harness) -> F) -> Option<T>
+where
+    F: std::future::Future<Output = Option<T>>,
+{
     loop {
         if h.finished() {
             return None;
         }
-        if let Some(c) = take(h) {
+        if let Some(c) = take(h).await {
             return Some(c);
         }
         sleep(Duration::from_millis(20)).await;
@@ -213,7 +216,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             let Some(c) = claim(h, &f.target).await else {
                 return;
             };
-            if !h.cluster().members().contains(&i) {
+            if !h.is_member(i).await {
                 return skip(h, &d, "not a member now");
             }
             let ticket = h.schedule.force(&kind);
@@ -260,7 +263,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             let Some(c) = claim(h, &f.target).await else {
                 return;
             };
-            if h.cluster().done_feeders().contains(&k) {
+            if h.done_feeders().await.contains(&k) {
                 return skip(h, &d, "the feeder is done");
             }
             let ticket = h.schedule.force(&kind);
@@ -272,7 +275,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             let Some(c) = claim(h, &f.target).await else {
                 return;
             };
-            if h.cluster().members().contains(&i) {
+            if h.is_member(i).await {
                 return skip(h, &d, "already a member");
             }
             let ticket = h.schedule.force(&kind);
@@ -287,7 +290,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             let Some(b) = claim(h, &worker_name(0)).await else {
                 return;
             };
-            if !h.cluster().members().contains(&i) {
+            if !h.is_member(i).await {
                 return skip(h, &d, "not a member now");
             }
             let ticket = h.schedule.force(&kind);
@@ -302,7 +305,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             let Some(disk) = claim_with(h, super::diskfaults::claim_disk).await else {
                 return;
             };
-            if !h.cluster().members().contains(&i) {
+            if !h.is_member(i).await {
                 return skip(h, &d, "not a member now");
             }
             let ticket = h.schedule.force(&kind);
@@ -333,7 +336,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             drop((claims, disk));
         }
         k if NETWORK.contains(&k) => {
-            let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+            let members: Vec<usize> = h.members().await;
             let percent = h.timings.net_flaky_percent.clamp(0.0, 100.0) as u8;
             let Some(faults) = super::netfaults::from_glyph(&f.target, &members, percent) else {
                 return skip(h, &d, "its nodes are not all members now");
@@ -361,7 +364,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
                 return;
             };
             if let Some(i) = index.filter(|_| who != "sink") {
-                if !h.cluster().members().contains(&i) {
+                if !h.is_member(i).await {
                     return skip(h, &d, "not a member now");
                 }
             }

@@ -35,12 +35,12 @@ pub(super) async fn death_at_start_up(h: &Harness) -> Outcome {
             }
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        let deaths = h.cluster().reap(|_| false);
+        let deaths = h.cluster(|c| c.reap(|_| false)).await;
         let failed = deaths
             .into_iter()
             .find(|d| !(d.success && d.who.starts_with("feeder.")));
         if let Some(d) = failed {
-            let log = h.cluster().run_dir().log_of(&d.who);
+            let log = h.run_dir().log_of(&d.who);
             return Outcome::Environment(format!(
                 "{} exited during start-up ({}); last lines of {}:\n{}",
                 d.who,
@@ -56,20 +56,29 @@ pub(super) async fn start_up_stages(h: &Arc<Harness>, spec: &SoakSpec) -> Result
     let env = |e: cluster::ClusterError| Outcome::Environment(e.to_string());
     let t = &h.timings;
     // Stage: sink, before any worker (the original's GH #3123).
-    h.cluster().start_sink().map_err(env)?;
-    let sink_addr = h.cluster().sink_addr();
+    let sink_addr = h
+        .cluster(|c| c.start_sink().map(|()| c.sink_addr()))
+        .await
+        .map_err(env)?;
     wait_accepting(&sink_addr, Duration::from_secs(10))
         .await
         .map_err(|e| Outcome::Unknown(format!("the sink never listened on {sink_addr}: {e}")))?;
     // Stage: initializer.
-    h.cluster().start_worker(0, Start::Initial).map_err(env)?;
-    let init = h.cluster().readiness_addr(0);
+    let init = h
+        .cluster(|c| {
+            c.start_worker(0, Start::Initial)
+                .map(|()| c.readiness_addr(0))
+        })
+        .await
+        .map_err(env)?;
     wait_accepting(&init.to_string(), secs(t.startup_ready))
         .await
         .map_err(|e| Outcome::Unknown(format!("the initializer never listened on {init}: {e}")))?;
     // Stage: the other workers, together.
     for i in 1..spec.workers {
-        h.cluster().start_worker(i, Start::Initial).map_err(env)?;
+        h.cluster(move |c| c.start_worker(i, Start::Initial))
+            .await
+            .map_err(env)?;
     }
     // Stage: readiness.
     let ready = loops::poll_all_ready(h, secs(t.startup_ready)).await;
@@ -90,9 +99,9 @@ pub(super) async fn start_up_stages(h: &Arc<Harness>, spec: &SoakSpec) -> Result
         }
     }
     // Stage: feeders.
-    let keys: Vec<String> = h.cluster().settings().inputs.keys().cloned().collect();
+    let keys: Vec<String> = h.settings().inputs.keys().cloned().collect();
     for k in keys {
-        h.cluster().start_feeder(&k).map_err(env)?;
+        h.cluster(move |c| c.start_feeder(&k)).await.map_err(env)?;
     }
     Ok(())
 }

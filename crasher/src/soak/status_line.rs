@@ -153,12 +153,13 @@ pub async fn run(h: Arc<Harness>, progress: Option<SanityState>, duration: Optio
         } else {
             window.push(elapsed, keys.iter().map(|k| k.0).sum())
         };
-        let members = {
-            let mut c = h.cluster();
-            let expected: Vec<usize> = c.members().iter().copied().collect();
-            let up = expected.iter().filter(|&&i| c.worker_running(i)).count();
-            (up, expected.len())
-        };
+        let members = h
+            .cluster(|c| {
+                let expected: Vec<usize> = c.members().iter().copied().collect();
+                let up = expected.iter().filter(|&&i| c.worker_running(i)).count();
+                (up, expected.len())
+            })
+            .await;
         let snap = Snapshot {
             elapsed,
             duration: duration.map(|d| d.as_secs_f64()),

@@ -399,7 +399,7 @@ pub async fn prepare(
         seed,
         args.on_failure,
         schedule,
-    ));
+    )?);
     install_panic_hook();
     let interrupts = watch_interrupts();
     Ok(Prepared {
@@ -518,7 +518,7 @@ pub(super) async fn soak(
             }
             // Log-event triggers and targeted words run live only: a
             // replay fires what they did at its recorded time.
-            let triggers = h.cluster().profile().triggers.clone();
+            let triggers = h.profile().triggers.clone();
             for (n, t) in triggers.into_iter().enumerate() {
                 tasks.spawn(super::triggers::run(h.clone(), n + 1, t));
             }
@@ -583,7 +583,7 @@ pub(super) async fn soak(
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    netfaults::heal_all(&h);
+    netfaults::heal_all(&h).await;
     Ok(conclude(&h, &args, &spec, &inputs, start, &mut interrupts).await)
 }
 

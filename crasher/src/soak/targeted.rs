@@ -213,7 +213,7 @@ pub async fn run(h: Arc<Harness>, word: Targeted, ev: Arc<SinkEvents>) {
         let index = if word == Targeted::CrashSinkAtPrepare {
             None
         } else {
-            let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+            let members: Vec<usize> = h.members().await;
             if members.is_empty() {
                 ticket.cancel();
                 sleep(Duration::from_secs(1)).await;
@@ -250,7 +250,7 @@ pub async fn run(h: Arc<Harness>, word: Targeted, ev: Arc<SinkEvents>) {
                 )
             }
         };
-        let Some(claim) = h.claim(&who) else {
+        let Some(claim) = h.claim(&who).await else {
             ticket.cancel();
             h.out.glyph(":^");
             sleep(Duration::from_secs(1)).await;
@@ -319,15 +319,15 @@ pub async fn strike(
     h.out.event("strike", &strike_glyph(word, index));
     match (word, index) {
         (Targeted::PauseAtPrepare, Some(i)) => {
-            faults::pause_worker(h, i);
+            faults::pause_worker(h, i).await;
             ev.release(id).await;
             sleep(down).await;
-            faults::resume_worker(h, i);
+            faults::resume_worker(h, i).await;
             drop(claim);
             ticket.end();
         }
         (Targeted::CrashSinkAtPrepare, _) => {
-            let crashed = faults::crash_sink(h);
+            let crashed = faults::crash_sink(h).await;
             ev.release(id).await;
             if let Err(e) = crashed {
                 drop(claim);
@@ -339,7 +339,7 @@ pub async fn strike(
             if h.finished() {
                 return Strike::Stop;
             }
-            if let Err(e) = faults::restart_sink(h) {
+            if let Err(e) = faults::restart_sink(h).await {
                 h.finish(Outcome::Environment(e.to_string()));
                 return Strike::Stop;
             }

@@ -146,7 +146,7 @@ pub async fn run(h: Arc<Harness>, n: usize, t: Trigger) {
     let kind = format!("trigger{n}");
     let rng = Arc::new(std::sync::Mutex::new(h.rng(&kind)));
     let mut tails: BTreeMap<String, Tail> = BTreeMap::new();
-    let run = h.cluster().run_dir().clone();
+    let run = h.run_dir().clone();
     match t.role {
         TriggerRole::Sink => {
             tails.insert("sink".into(), Tail::new(run.sink_log(), true));
@@ -228,7 +228,7 @@ async fn fire(
     s: Strike,
     rng: Arc<std::sync::Mutex<rand_chacha::ChaCha8Rng>>,
 ) {
-    let members: Vec<usize> = h.cluster().members().iter().copied().collect();
+    let members: Vec<usize> = h.members().await;
     let pick = |v: Vec<usize>| -> Option<usize> {
         if v.is_empty() {
             return None;
@@ -262,13 +262,13 @@ async fn fire(
             return;
         }
     };
-    let Some(claim) = h.claim(&who) else {
+    let Some(claim) = h.claim(&who).await else {
         h.out.glyph(":t");
         return;
     };
     // Disk faults act one at a time (the loops' own claim).
     let disk_claim = if t.action == TriggerAction::PowerLoss {
-        match h.claim(diskfaults::DISK) {
+        match h.claim(diskfaults::DISK).await {
             Some(c) => Some(c),
             None => {
                 h.out.glyph(":t");
@@ -312,7 +312,7 @@ async fn fire(
             let _ = crash_and_restart(&h, i, down, ticket, claim, || report(Instant::now())).await;
         }
         (TriggerAction::Crash, None) => {
-            let crashed = faults::crash_sink(&h);
+            let crashed = faults::crash_sink(&h).await;
             report(Instant::now());
             if let Err(e) = crashed {
                 drop(claim);
@@ -322,17 +322,17 @@ async fn fire(
             if h.finished() {
                 return;
             }
-            if let Err(e) = faults::restart_sink(&h) {
+            if let Err(e) = faults::restart_sink(&h).await {
                 return h.finish(Outcome::Environment(e.to_string()));
             }
             drop(claim);
             ticket.end();
         }
         (TriggerAction::Pause, Some(i)) => {
-            faults::pause_worker(&h, i);
+            faults::pause_worker(&h, i).await;
             report(Instant::now());
             sleep(down).await;
-            faults::resume_worker(&h, i);
+            faults::resume_worker(&h, i).await;
             drop(claim);
             ticket.end();
         }

@@ -78,7 +78,7 @@ pub(super) async fn conclude(
                 .line_as("violation", &format!("VIOLATION ({check}): {diagnosis}"));
             if h.on_failure == OnFailure::Pause {
                 print_duration();
-                freeze::report(h, args, check, diagnosis, decided);
+                freeze::report(h, args, check, diagnosis, decided).await;
                 interrupted(interrupts).await;
             } else {
                 print_duration();
@@ -99,8 +99,11 @@ pub(super) async fn conclude(
         }
         Outcome::DurationReached => {
             let summary = sanity::final_summary(h, inputs).await;
-            let mode = h.cluster().profile().mode;
-            let tcp = (mode == Mode::Tcp).then(|| sanity::tcp_receipt(h));
+            let mode = h.profile().mode;
+            let tcp = match mode {
+                Mode::Tcp => Some(sanity::tcp_receipt(h).await),
+                _ => None,
+            };
             match &tcp {
                 Some(t) => h.out.line(&t.text),
                 None => h.out.line(&summary.text),
@@ -151,6 +154,6 @@ pub(super) async fn conclude(
         }
     };
     record::finish(h, code);
-    tokio::task::block_in_place(|| h.cluster().teardown(Duration::from_secs(2)));
+    h.cluster(|c| c.teardown(Duration::from_secs(2))).await;
     ExitCode::from(code)
 }
