@@ -157,14 +157,19 @@ fn trust_sink_por_is_a_duplicate_against_the_original_por() {
     let mut c = Cluster::new(KEYS, 8 * SOURCE);
     c.inject = Some("trust-sink-por".into());
     c.sink_args = vec!["--por".into(), "original".into()];
+    // The duplicate needs a line routed to a worker between its resync
+    // (which, with the bug, resumes at the sink's point of reference, 0)
+    // and its next checkpoint, whose PHASE1 at 0 makes the sink's table
+    // right again. At the default 250 ms interval that window was often
+    // shorter than the feeders' own reconnection (a CI run: PHASE1 [0, 0)
+    // 51 ms after the resync, three restarts in a row, and the bug was
+    // harmless each time). At 2 s the window is long enough for lines to
+    // arrive; up to three sink restarts remain for a checkpoint that still
+    // falls right after one. A fixed worker never makes the sink exit.
+    c.interval = "2s".into();
     c.start(2);
     c.feed_all(RATE);
     c.wait_mid_stream(Duration::from_secs(20));
-    // The duplicate needs a line routed to a worker between its resync and
-    // its next checkpoint (about 0.1 s); on a loaded machine that window
-    // can pass empty, and the bug is then harmless at that restart. Up to
-    // three sink restarts, each one another chance; a fixed worker never
-    // makes the sink exit.
     let mut status = None;
     for _ in 0..3 {
         c.kill_sink();
