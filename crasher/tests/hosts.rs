@@ -1045,3 +1045,73 @@ fn corrupt_and_truncate_act_on_the_hosts_files() {
         assert!(out.contains("VIOLATION ("), "{out}");
     }
 }
+
+/// A `[[trigger]]` that isolates works across hosts as in a lab: each time
+/// a worker logs its recovery, another worker's host is cut from the
+/// others (SSH excepted) for a second. The run holds, each firing says how
+/// long after its line the cut was in force, and no table is left.
+#[test]
+fn a_log_trigger_can_isolate_a_host() {
+    if !lab_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(format!(
+        "{}/../env/passthrough.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let profile = t.path().join("trigger.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "{base}\n[[trigger]]\nrole = \"worker\"\nregex = 'start #[0-9]+ \\(recovering'\n\
+             action = \"isolate\"\ntarget = \"other\"\ndown = 1.0\ncooldown = 0.0\n"
+        ),
+    )
+    .unwrap();
+    let mut run = LabRun::start(
+        &[
+            "3",
+            "crash1",
+            "--env",
+            profile.to_str().unwrap(),
+            "--duration",
+            "30s",
+            "--seed",
+            "5",
+            // The trigger's cut overlaps the crash it follows: the crash's
+            // observation is cut short by design.
+            "--min-observed",
+            "0",
+            "--on-failure",
+            "kill",
+        ],
+        true,
+    );
+    let deadline = Instant::now() + Duration::from_secs(200);
+    while !run.output().contains("command ended") {
+        assert!(Instant::now() < deadline, "no end:\n{}", run.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.output();
+    assert!(out.contains("command ended (0)"), "{out}");
+    let reports: Vec<String> = run
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("Trigger 1: isolate of "))
+        .map(str::to_owned)
+        .collect();
+    assert!(!reports.is_empty(), "the trigger never fired:\n{out}");
+    assert!(
+        reports
+            .iter()
+            .all(|l| l.contains("ms after its timestamp") && !l.contains("of worker1 ")),
+        "{reports:?}"
+    );
+    let glyphs = fault_glyphs(&run.stdout());
+    assert!(saw(&glyphs, "{H}"), "the cut was never healed: {glyphs:?}");
+    assert_eq!(tables_on_hosts(&run.dir), Vec::<String>::new());
+    run.release();
+    run.wait(Duration::from_secs(20));
+}

@@ -94,7 +94,7 @@ pub struct Trigger {
     /// A regular expression (Rust `regex` syntax) over one log line.
     pub regex: String,
     /// What to do: `crash` (SIGKILL, restart), `pause` (SIGSTOP, SIGCONT),
-    /// `isolate` (a network cut, `--network lab`) or `power-loss` (`--disk lossy`).
+    /// `isolate` (a network cut, `--network lab` or `--hosts`) or `power-loss` (`--disk lossy`).
     pub action: TriggerAction,
     /// Whom: `self` (the worker whose log matched; the default), `random`
     /// (a random member), `other` (a random member but that one),

@@ -341,6 +341,17 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             let Some(faults) = super::netfaults::from_glyph(&f.target, &members, percent) else {
                 return skip(h, &d, "its nodes are not all members now");
             };
+            // With --hosts, workers that share a host now cannot be cut
+            // apart: the recorded cut is skipped, as the loop would have.
+            let (faults, fits) = h
+                .cluster(move |c| {
+                    let fits = c.network_fits(&faults);
+                    (faults, fits)
+                })
+                .await;
+            if let Err(why) = fits {
+                return skip(h, &d, &format!("the hosts cannot make it now: {why}"));
+            }
             let ticket = h.schedule.force(&kind);
             record(&f);
             super::netfaults::net_fault_once(h, k, &faults, &f.target, hold, ticket, || ()).await;

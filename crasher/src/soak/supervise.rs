@@ -98,9 +98,11 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     }
     if needs(TriggerAction::Isolate)
         && args.network.unwrap_or(profile.network.mode) != network::NetworkMode::Lab
+        && args.hosts.is_none()
     {
         eprintln!(
-            "crasher: profile {}: a [[trigger]] with action = \"isolate\" needs --network lab",
+            "crasher: profile {}: a [[trigger]] with action = \"isolate\" needs --network lab \
+             or --hosts",
             profile.origin
         );
         return Ok(ExitCode::from(exit::USAGE));
@@ -308,12 +310,18 @@ pub async fn prepare(
     let lossy = disk_mode(args, &profile) == disk::DiskMode::Lossy;
     let lab_mode = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
     let observable = !spec.no_sanity && profile.mode == Mode::Connector;
+    // Network cuts on the hosts: the fault words, or a trigger that isolates.
+    let cuts = !spec.net.is_empty()
+        || profile
+            .triggers
+            .iter()
+            .any(|t| t.action == crate::run::profile::TriggerAction::Isolate);
     let mut cluster = Cluster::new(profile, run.clone(), ports, settings)?;
     if let Some(file) = &args.hosts {
         let cfg = crate::run::hosts::HostsConfig::load(file)?;
         let hosts =
             crate::run::hosts::Hosts::connect(&cfg, run.root(), &run_id).context("--hosts")?;
-        if !spec.net.is_empty() {
+        if cuts {
             hosts.check_nft().context("--hosts")?;
         }
         out.line(&format!(

@@ -278,6 +278,18 @@ async fn fire(
     } else {
         None
     };
+    // With --hosts a cut is made by the hosts' rules, which cannot isolate
+    // one worker from another on the same host: such a firing is skipped.
+    if let (TriggerAction::Isolate, Some(i)) = (t.action, index) {
+        let (cut, _) = netfaults::isolate(i, &members);
+        if let Err(why) = h.cluster(move |c| c.network_fits(&cut)).await {
+            h.out.line(&format!(
+                "Trigger {}: {} log matched, but {who} cannot be isolated: {why}; skipped",
+                s.n, s.who
+            ));
+            return;
+        }
+    }
     let ticket = h.schedule.force(&s.kind);
     let verb = t.action.word();
     // Recorded as the plain fault it is, so `crasher replay` fires it at
