@@ -191,6 +191,7 @@ impl Harness {
         }
         // A full disk is never a violation of the system under test.
         let outcome = super::diskfull::reclassify(self.run_dir.root(), outcome);
+        let outcome = after_own_panic(super::signals::panicked(), outcome);
         // Taken before the world is stopped, so "N ms after detection"
         // counts the stop itself (with `--hosts`, a round trip per host).
         let decided = Instant::now();
@@ -235,6 +236,22 @@ impl Harness {
     }
 }
 
+/// The outcome to report once crasher itself panicked: its panic hook
+/// killed every process of the run, so a process that "died by itself", a
+/// stall or a verdict of success afterwards is crasher's doing, not
+/// evidence about the system under test. Nothing can be concluded (exit 3);
+/// an environment error or an interrupt stays what it is.
+pub fn after_own_panic(panicked: bool, outcome: Outcome) -> Outcome {
+    match outcome {
+        o @ (Outcome::Environment(_) | Outcome::Interrupted | Outcome::Unknown(_)) => o,
+        o if !panicked => o,
+        o => Outcome::Unknown(format!(
+            "crasher itself panicked (its message is above) and killed every process of the \
+             run; what it would have reported is not evidence about the system under test: {o:?}"
+        )),
+    }
+}
+
 /// The random source of loop `name` for `seed`: SHA-256 of both, so the
 /// derivation never changes between builds or Rust versions (unlike
 /// `DefaultHasher`).
@@ -258,5 +275,40 @@ impl Drop for Claim<'_> {
         // asked for after this drop sees it released.
         let who = std::mem::take(&mut self.who);
         self.h.cluster.post(move |c| c.release(&who));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_concluded_after_crashers_own_panic() {
+        let death = Outcome::Violation {
+            check: "process-death".into(),
+            diagnosis: "worker1 died by itself: signal 9 (SIGKILL)".into(),
+        };
+        assert_eq!(after_own_panic(false, death.clone()), death);
+        match after_own_panic(true, death) {
+            Outcome::Unknown(why) => {
+                assert!(why.contains("crasher itself panicked"), "{why}");
+                assert!(why.contains("worker1 died by itself"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            after_own_panic(true, Outcome::DurationReached),
+            Outcome::Unknown(_)
+        ));
+        assert!(matches!(
+            after_own_panic(true, Outcome::Success("EOF".into())),
+            Outcome::Unknown(_)
+        ));
+        assert_eq!(
+            after_own_panic(true, Outcome::Interrupted),
+            Outcome::Interrupted
+        );
+        let env = Outcome::Environment("disk full".into());
+        assert_eq!(after_own_panic(true, env.clone()), env);
     }
 }

@@ -80,9 +80,20 @@ pub async fn interrupted(rx: &mut tokio::sync::watch::Receiver<u32>) {
     }
 }
 
+/// Set by the panic hook: crasher itself panicked during this run.
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether crasher itself panicked during this run (its hook then killed
+/// every process of the run, so what the loops see afterwards is
+/// crasher's doing: see `Harness::finish`).
+pub fn panicked() -> bool {
+    PANICKED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub(super) fn install_panic_hook() {
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
         cluster::kill_all_registered();
         prev(info);
     }));
