@@ -245,3 +245,49 @@ fn stop_stops_every_process_and_keeps_the_evidence() {
     let rec = triage::record::RunRecord::read(&dir.join("run.json")).unwrap();
     assert_ne!(rec.verdict, "running");
 }
+
+/// A panic of crasher itself (here a task made to panic by the test hook
+/// `CRASHER_TEST_PANIC_AFTER`): its hook kills every process of the run,
+/// the run ends with an unknown verdict that names the panic (not a
+/// "died by itself" violation of the system under test), and nothing of
+/// the run is left.
+#[test]
+fn a_panic_of_crasher_leaves_nothing_and_concludes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("soak.out");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_crasher"));
+    for v in [
+        "CRASHER_ENV",
+        "CRASHER_RUN_DIR",
+        "CRASHER_KEYS",
+        "CRASHER_TIMINGS",
+    ] {
+        c.env_remove(v);
+    }
+    let child = c
+        .env("CRASHER_LOG", "warn")
+        .env("CRASHER_TEST_PANIC_AFTER", "2")
+        .args(["2", "crash1", "--duration", "60s"])
+        .args(["--keys", "A", "--input-bytes", "400000", "--rate", "20000"])
+        // The default failure mode: had the run seen a violation, it would
+        // pause the world and wait for a person, and this test would hang.
+        .arg("--runs")
+        .arg(t.path())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut s = Soak { child, out, _t: t };
+    let code = s.wait_exit();
+    let text = s.stdout();
+    let id = s.run_id();
+    let ok = none_left(&id);
+    kill_leftovers(&id);
+    assert!(ok, "processes of run {id} survived the panic");
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("crasher itself panicked"), "{text}");
+    assert!(!text.contains("VIOLATION"), "{text}");
+    let record = std::fs::read_to_string(s.run_dir().join("run.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["verdict"], "unknown", "{record}");
+}

@@ -564,6 +564,19 @@ pub(super) async fn soak(
     if !spec.no_clean_old_gzip_files {
         tasks.spawn(loops::clean_old_gzip_files(h.clone()));
     }
+    // A hook for the tests of the panic path (no orphan, an unknown
+    // verdict): `CRASHER_TEST_PANIC_AFTER=SECONDS` makes a task of the run
+    // panic that long after the loops started.
+    if let Some(after) = std::env::var("CRASHER_TEST_PANIC_AFTER")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+    {
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(after)).await;
+            panic!("CRASHER_TEST_PANIC_AFTER={after}: a panic on purpose");
+        });
+    }
     let mut progress = None;
     if !spec.no_sanity {
         let s = sanity::Sanity::new(&h, &inputs, mode)?;
