@@ -25,7 +25,14 @@ impl Drop for Soak {
 }
 
 impl Soak {
+    /// `crasher ARGS` on one small key, `--on-failure kill`.
     fn start(args: &[&str]) -> Soak {
+        Soak::start_with(args, &[], true)
+    }
+
+    /// `crasher ARGS` on one small key with `env` set; `kill`: with
+    /// `--on-failure kill` (else the default, pause).
+    fn start_with(args: &[&str], env: &[(&str, &str)], kill: bool) -> Soak {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("soak.out");
         let mut c = Command::new(env!("CARGO_BIN_EXE_crasher"));
@@ -37,11 +44,15 @@ impl Soak {
         ] {
             c.env_remove(v);
         }
-        let child = c
-            .env("CRASHER_LOG", "warn")
+        c.env("CRASHER_LOG", "warn")
+            .envs(env.iter().copied())
             .args(args)
-            .args(["--keys", "A", "--input-bytes", "400000", "--rate", "20000"])
-            .args(["--on-failure", "kill", "--runs"])
+            .args(["--keys", "A", "--input-bytes", "400000", "--rate", "20000"]);
+        if kill {
+            c.args(["--on-failure", "kill"]);
+        }
+        let child = c
+            .arg("--runs")
             .arg(t.path())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(Stdio::null())
@@ -253,31 +264,13 @@ fn stop_stops_every_process_and_keeps_the_evidence() {
 /// the run is left.
 #[test]
 fn a_panic_of_crasher_leaves_nothing_and_concludes_nothing() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("soak.out");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_crasher"));
-    for v in [
-        "CRASHER_ENV",
-        "CRASHER_RUN_DIR",
-        "CRASHER_KEYS",
-        "CRASHER_TIMINGS",
-    ] {
-        c.env_remove(v);
-    }
-    let child = c
-        .env("CRASHER_LOG", "warn")
-        .env("CRASHER_TEST_PANIC_AFTER", "2")
-        .args(["2", "crash1", "--duration", "60s"])
-        .args(["--keys", "A", "--input-bytes", "400000", "--rate", "20000"])
-        // The default failure mode: had the run seen a violation, it would
-        // pause the world and wait for a person, and this test would hang.
-        .arg("--runs")
-        .arg(t.path())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut s = Soak { child, out, _t: t };
+    // The default failure mode: had the run seen a violation, it would
+    // pause the world and wait for a person, and this test would hang.
+    let mut s = Soak::start_with(
+        &["2", "crash1", "--duration", "60s"],
+        &[("CRASHER_TEST_PANIC_AFTER", "2")],
+        false,
+    );
     let code = s.wait_exit();
     let text = s.stdout();
     let id = s.run_id();
