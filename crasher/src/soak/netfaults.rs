@@ -251,15 +251,10 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         let planned = match plan(kind, &members, &mut rng, percent) {
             // With --hosts, a fault the hosts' rules cannot make exactly
             // (workers sharing a host) is skipped.
-            Some((faults, glyph)) => {
-                let (faults, fits) = h
-                    .cluster(move |c| {
-                        let fits = c.network_fits(&faults).is_ok();
-                        (faults, fits)
-                    })
-                    .await;
-                fits.then_some((faults, glyph))
-            }
+            Some((faults, glyph)) => can_make(&h, &faults)
+                .await
+                .is_ok()
+                .then_some((faults, glyph)),
             None => None,
         };
         match planned {
@@ -281,6 +276,14 @@ pub async fn run(h: Arc<Harness>, kinds: Vec<NetFault>) {
         }
         sleep(uniform(&mut rng, t.net_gap_min, t.net_gap_max)).await;
     }
+}
+
+/// Whether the run can put `faults` in force exactly: always in a lab;
+/// with `--hosts`, not when workers sharing a host would have to be cut
+/// apart (Err says why). The one check of the loop, triggers and replay.
+pub async fn can_make(h: &Harness, faults: &Faults) -> Result<(), String> {
+    let faults = faults.clone();
+    h.cluster(move |c| c.network_fits(&faults)).await
 }
 
 /// Heals every network fault in force (glyph `{H}`).

@@ -343,13 +343,7 @@ async fn fire(h: Arc<Harness>, d: Decision, sink_events: Option<Arc<super::targe
             };
             // With --hosts, workers that share a host now cannot be cut
             // apart: the recorded cut is skipped, as the loop would have.
-            let (faults, fits) = h
-                .cluster(move |c| {
-                    let fits = c.network_fits(&faults);
-                    (faults, fits)
-                })
-                .await;
-            if let Err(why) = fits {
+            if let Err(why) = super::netfaults::can_make(h, &faults).await {
                 return skip(h, &d, &format!("the hosts cannot make it now: {why}"));
             }
             let ticket = h.schedule.force(&kind);

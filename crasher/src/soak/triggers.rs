@@ -282,7 +282,7 @@ async fn fire(
     // one worker from another on the same host: such a firing is skipped.
     if let (TriggerAction::Isolate, Some(i)) = (t.action, index) {
         let (cut, _) = netfaults::isolate(i, &members);
-        if let Err(why) = h.cluster(move |c| c.network_fits(&cut)).await {
+        if let Err(why) = netfaults::can_make(&h, &cut).await {
             h.out.line(&format!(
                 "Trigger {}: {} log matched, but {who} cannot be isolated: {why}; skipped",
                 s.n, s.who
