@@ -371,7 +371,11 @@ fn soak_with_crashes_and_pauses_holds() {
         // a commit before 30 s; the verdict would then rightly be unknown
         // (exit 3). This test is about holding, not coverage; coverage has
         // its own tests in schedule.rs.
-        .args(["--min-observed", "0"]);
+        .args(["--min-observed", "0"])
+        // The first pause asks for its turn 5–8 s in rather than 8–18 s,
+        // so it has several chances before faults stop at 25 s even when
+        // a slow machine takes long to observe a crash.
+        .args(["--timing", "pause_gap_min=2,pause_gap_max=5"]);
     let log = t.path().join("soak.log");
     let started = Instant::now();
     let mut p = Proc::spawn("soak", cmd, &log).unwrap();

@@ -56,6 +56,44 @@ fn a_pause_during_a_join_is_not_a_false_alarm() {
     );
 }
 
+/// A pause waits, holding its turn, for the one member a crash loop holds
+/// while that member recovers (2 s after each restart here), instead of
+/// giving up its turn: with one member, a crash loop that asks again at
+/// once, and 1–2 s pause gaps, the old rule fired no pause in 20 s (`pause
+/// 0 fired`, verdict unknown); the way a 30 s NATS soak in CI paused nothing.
+#[test]
+fn a_pause_waits_for_the_member_a_crash_loop_holds() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, stdout, id) = soak(
+        t.path(),
+        &[
+            "1",
+            "crash0",
+            "pause",
+            "--keys",
+            "A",
+            "--input-bytes",
+            "2000000",
+            "--rate",
+            "50000",
+            "--duration",
+            "20s",
+            "--timing",
+            "crash_worker_start=1,crash_worker_before=0,crash_worker_down=0.3,\
+             crash_worker_after=2,pause_gap_min=1,pause_gap_max=2,pause_min=0.5,pause_max=1",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cov = &record(t.path(), &id)["coverage"];
+    assert!(cov["pause"]["fired"].as_u64().unwrap() >= 2, "{cov}");
+    assert!(cov["crash0"]["fired"].as_u64().unwrap() >= 2, "{cov}");
+}
+
 /// A requested fault that never fired leaves the verdict unknown, on EOF
 /// success as on the duration's end.
 #[test]

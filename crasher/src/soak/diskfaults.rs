@@ -144,13 +144,9 @@ pub async fn power_loss(h: Arc<Harness>, all: bool) {
         let picked = if all {
             claim_all(&h).await
         } else {
-            let members: Vec<usize> = h.members().await;
-            if members.is_empty() {
-                None
-            } else {
-                let i = members[rng.gen_range(0..members.len())];
-                h.claim(&worker_name(i)).await.map(|c| (vec![i], vec![c]))
-            }
+            h.claim_any_member(rng.gen(), secs(t.member_claim_wait))
+                .await
+                .map(|(i, c)| (vec![i], vec![c]))
         };
         let disk_claim = match &picked {
             Some(_) => h.claim(DISK).await,
@@ -287,13 +283,19 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             .schedule
             .acquire(word, || h.out.glyph(&format!(":{letter}")))
             .await;
-        let members: Vec<usize> = h.members().await;
-        if members.is_empty() || h.finished() {
+        if h.finished() {
+            ticket.cancel();
+            return;
+        }
+        // A member no other loop holds (see `Harness::claim_any_member`).
+        let Some((i, claim)) = h
+            .claim_any_member(rng.gen(), secs(t.member_claim_wait))
+            .await
+        else {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
             continue;
-        }
-        let i = members[rng.gen_range(0..members.len())];
+        };
         let name = worker_name(i);
         // Here, or on the worker's host (`--hosts`), on the owner's thread.
         let listed = h
@@ -308,11 +310,6 @@ pub async fn surgery(h: Arc<Harness>, what: Surgery) {
             continue;
         }
         let Some(disk_claim) = h.claim(DISK).await else {
-            ticket.cancel();
-            h.out.glyph(&format!(":{letter}"));
-            continue;
-        };
-        let Some(claim) = h.claim(&name).await else {
             ticket.cancel();
             h.out.glyph(&format!(":{letter}"));
             continue;

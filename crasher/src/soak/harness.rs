@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::glyphs::Glyphs;
 use super::schedule::Schedule;
+use super::spec::worker_name;
 use super::timings::Timings;
 use crate::run::cluster::{Cluster, Settings};
 use crate::run::owner::ClusterOwner;
@@ -234,6 +235,59 @@ impl Harness {
             who: who.to_owned(),
         })
     }
+
+    /// Claims one member that no other loop holds, the `pick`-th of them
+    /// (modulo their number), waiting up to `within` for one to be free
+    /// (`None`: none was, or the run ended). A random fault aimed at "any
+    /// member" takes this, holding its schedule ticket, rather than drawing
+    /// among all members and giving up when the drawn one is busy: a crash
+    /// loop keeps its worker claimed while the worker recovers, after its
+    /// own fault was observed, so a pause that drew that worker lost the
+    /// turn the schedule had just given it, and a short soak could end
+    /// having paused nothing.
+    pub async fn claim_any_member(
+        &self,
+        pick: u64,
+        within: std::time::Duration,
+    ) -> Option<(usize, Claim<'_>)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let claimed = self
+                .cluster(move |c| {
+                    let free: Vec<usize> = c
+                        .members()
+                        .iter()
+                        .copied()
+                        .filter(|&i| !c.is_claimed(&worker_name(i)))
+                        .collect();
+                    let i = pick_one(&free, pick)?;
+                    c.claim(&worker_name(i)).then_some(i)
+                })
+                .await;
+            if let Some(index) = claimed {
+                return Some((
+                    index,
+                    Claim {
+                        h: self,
+                        who: worker_name(index),
+                    },
+                ));
+            }
+            if self.finished() || tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        }
+    }
+}
+
+/// How often [`Harness::claim_any_member`] asks again for a free member.
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The `pick`-th of `free` (modulo their number); `None` if there is none.
+fn pick_one(free: &[usize], pick: u64) -> Option<usize> {
+    let n = u64::try_from(free.len()).ok().filter(|&n| n > 0)?;
+    usize::try_from(pick % n).ok().map(|k| free[k])
 }
 
 /// The outcome to report once crasher itself panicked: its panic hook
@@ -281,6 +335,15 @@ impl Drop for Claim<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_free_member_is_picked_among_the_free_ones_only() {
+        assert_eq!(pick_one(&[], 7), None);
+        assert_eq!(pick_one(&[2], u64::MAX), Some(2));
+        let free = [0, 2, 5];
+        let picked: Vec<usize> = (0..6).map(|p| pick_one(&free, p).unwrap()).collect();
+        assert_eq!(picked, [0, 2, 5, 0, 2, 5]);
+    }
 
     #[test]
     fn nothing_is_concluded_after_crashers_own_panic() {

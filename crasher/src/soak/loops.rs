@@ -555,16 +555,26 @@ pub async fn pause_members(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        let ticket = h.schedule.acquire("pause", || h.out.glyph(":p")).await;
-        let members: Vec<usize> = h.members().await;
-        if members.is_empty() || h.finished() {
-            ticket.cancel();
-            continue;
-        }
-        let i = members[rng.gen_range(0..members.len())];
-        let Some(claim) = h.claim(&worker_name(i)).await else {
-            ticket.cancel();
-            continue;
+        // A member no other loop holds (a crashed one stays claimed while
+        // it recovers); if every member is busy, try again in a second
+        // rather than a whole gap later.
+        let (ticket, i, claim) = loop {
+            let ticket = h.schedule.acquire("pause", || h.out.glyph(":p")).await;
+            if h.finished() {
+                ticket.cancel();
+                return;
+            }
+            match h
+                .claim_any_member(rng.gen(), secs(t.member_claim_wait))
+                .await
+            {
+                Some((i, claim)) => break (ticket, i, claim),
+                None => {
+                    ticket.cancel();
+                    h.out.glyph(":p");
+                    sleep(Duration::from_secs(1)).await;
+                }
+            }
         };
         let stopped = uniform(&mut rng, t.pause_min, t.pause_max);
         h.schedule.decide(

@@ -210,16 +210,20 @@ pub async fn run(h: Arc<Harness>, word: Targeted, ev: Arc<SinkEvents>) {
         if h.finished() {
             return;
         }
-        let index = if word == Targeted::CrashSinkAtPrepare {
-            None
+        // The sink, or a member no other loop holds (see
+        // `Harness::claim_any_member`).
+        let picked = if word == Targeted::CrashSinkAtPrepare {
+            h.claim("sink").await.map(|c| (None, c))
         } else {
-            let members: Vec<usize> = h.members().await;
-            if members.is_empty() {
-                ticket.cancel();
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Some(members[rng.gen_range(0..members.len())])
+            h.claim_any_member(rng.gen(), secs(t.member_claim_wait))
+                .await
+                .map(|(i, c)| (Some(i), c))
+        };
+        let Some((index, claim)) = picked else {
+            ticket.cancel();
+            h.out.glyph(":^");
+            sleep(Duration::from_secs(1)).await;
+            continue;
         };
         let who = index.map_or_else(|| "sink".to_owned(), worker_name);
         let (down, what) = match word {
@@ -249,12 +253,6 @@ pub async fn run(h: Arc<Harness>, word: Targeted, ev: Arc<SinkEvents>) {
                     format!("crash {who} at {at} down={:.3}", d.as_secs_f64()),
                 )
             }
-        };
-        let Some(claim) = h.claim(&who).await else {
-            ticket.cancel();
-            h.out.glyph(":^");
-            sleep(Duration::from_secs(1)).await;
-            continue;
         };
         match strike(&h, word, index, down, what, ticket, claim, &ev).await {
             Strike::Done => {}

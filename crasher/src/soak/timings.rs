@@ -73,6 +73,11 @@ timings! {
     pause_gap_min = 5.0,
     /// See `pause_gap_min`.
     pause_gap_max = 15.0,
+    /// A fault aimed at any member (pause, power-loss, corrupt, truncate,
+    /// the targeted words) waits up to this long, holding its turn, for a
+    /// member no other loop holds (a crashed one stays claimed until it
+    /// has recovered).
+    member_claim_wait = 10.0,
     /// Grow/shrink loop: wait before the first change.
     grow_start = 2.0,
     /// Readiness wait after a join or shrink (the original used 4).
