@@ -44,6 +44,14 @@ pub struct LabHostsArgs {
     /// `CRASHER_NATS_SERVER=/path/to/nats-server`.
     #[arg(long = "host-env", value_name = "NAME=VALUE")]
     pub host_env: Vec<String>,
+    /// Put `sink = "NAME"` in the hosts file: the sink runs on that lab
+    /// host (`host0` …) instead of the control machine.
+    #[arg(long = "sink-on", value_name = "HOST")]
+    pub sink_on: Option<String>,
+    /// Put `feeders = "NAME"` in the hosts file: the feeders run on that
+    /// lab host.
+    #[arg(long = "feeders-on", value_name = "HOST")]
+    pub feeders_on: Option<String>,
     /// The command to run beside the hosts, e.g.
     /// `crasher 3 crash1 --hosts DIR/hosts.toml`.
     #[arg(last = true, required = true)]
@@ -103,6 +111,11 @@ pub fn run(a: LabHostsArgs) -> anyhow::Result<ExitCode> {
         a.count,
         netlab::LAB_ADDR
     );
+    for (key, host) in [("sink", &a.sink_on), ("feeders", &a.feeders_on)] {
+        if let Some(h) = host {
+            writeln!(hosts_toml, "{key} = \"{h}\"")?;
+        }
+    }
     for i in 0..a.count {
         let name = format!("host{i}");
         let hdir = dir.join(&name);

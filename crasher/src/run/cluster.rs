@@ -260,6 +260,8 @@ pub struct Cluster {
     members: BTreeSet<usize>,
     /// Feeders that finished their file (exit 0).
     done_feeders: BTreeSet<String>,
+    /// Keys whose input file was copied to the feeders' host.
+    uploaded: BTreeSet<String>,
     /// Processes a loop is acting on now (crash, shrink, pause): no other
     /// loop acts on them, and their exit is not a death to report.
     claims: BTreeSet<String>,
@@ -296,6 +298,7 @@ impl Cluster {
             feeders: BTreeMap::new(),
             members: BTreeSet::new(),
             done_feeders: BTreeSet::new(),
+            uploaded: BTreeSet::new(),
             claims: BTreeSet::new(),
             disks: None,
             sink_events: None,
@@ -470,7 +473,7 @@ impl Cluster {
     pub fn sink_addr(&self) -> String {
         format!(
             "{}:{}",
-            self.lab_host(),
+            self.sink_host(),
             self.ports.port(self.profile.ports.sink)
         )
     }
@@ -516,12 +519,13 @@ impl Cluster {
     fn base_vars(&self) -> Vars {
         let p = &self.profile.ports;
         let mut v = Vars::default();
+        let sink_dir = self.sink_dir();
         v.set("crasher", self.crasher.display().to_string())
             .set("run_dir", self.run.root().display().to_string())
             .set("run_id", self.run.id())
             .set("sink", self.sink_addr())
-            .set("sink_prefix", self.run.sink_prefix().display().to_string())
-            .set("sink_dir", self.run.sink_dir().display().to_string())
+            .set("sink_prefix", sink_dir.join("output").display().to_string())
+            .set("sink_dir", sink_dir.display().to_string())
             .set("host", self.lab_host().to_string())
             .set("initializer_in", self.waddr(0, p.source))
             .set("initializer_control", self.waddr(0, p.control))
@@ -685,7 +689,43 @@ impl Cluster {
     /// `--hosts`: the host process `name` runs on (workers only).
     fn remote_of(&self, name: &str) -> Option<&Arc<Remote>> {
         let h = self.hosts.as_ref()?;
+        if name == "sink" {
+            return h.of_sink();
+        }
+        if name.starts_with("feeder.") {
+            return h.of_feeders();
+        }
         crate::soak::spec::worker_index(name).map(|i| h.of_worker(i))
+    }
+
+    /// Where the sink writes its output: on its host when the hosts file
+    /// places it there (mirrored back into [`RunDir::sink_dir`]), else the
+    /// run directory's.
+    fn sink_dir(&self) -> PathBuf {
+        match self.remote_of("sink") {
+            Some(r) => r.dir.join("sink"),
+            None => self.run.sink_dir(),
+        }
+    }
+
+    /// The address the sink listens on: its host's, or the control
+    /// machine's (see [`Cluster::lab_host`]).
+    fn sink_host(&self) -> std::net::Ipv4Addr {
+        self.remote_of("sink")
+            .map_or_else(|| self.lab_host(), |r| r.spec.address)
+    }
+
+    /// `program` as process `name` runs it: crasher's own binary is at the
+    /// host's `crasher` path when the hosts file gives one.
+    fn on_host_of(&self, name: &str, program: PathBuf) -> PathBuf {
+        match self
+            .remote_of(name)
+            .and_then(|r| r.spec.crasher.as_ref())
+            .filter(|_| program == self.crasher)
+        {
+            Some(c) => c.clone(),
+            None => program,
+        }
     }
 
     /// Worker `i`'s state directory: on its host with `--hosts`, else in
@@ -715,7 +755,10 @@ impl Cluster {
             &self.profile.sink.program,
             &self.profile.sink.search_paths,
         )?;
-        let mut args = self.fill(&self.base_vars(), &self.profile.sink.args.clone())?;
+        let mut v = self.base_vars();
+        v.set("host", self.sink_host().to_string());
+        let mut args = self.fill(&v, &self.profile.sink.args.clone())?;
+        let program = self.on_host_of("sink", program);
         if let Some(p) = &self.sink_events {
             args.push("--events".into());
             args.push(p.display().to_string());
@@ -781,14 +824,8 @@ impl Cluster {
             templates.extend(w.inject_args.clone());
         }
         let args = self.fill(&v, &templates)?;
-        let mut program = self.resolve("worker", &w.program, &w.search_paths)?;
-        if let Some(c) = self
-            .remote_of(&name)
-            .and_then(|r| r.spec.crasher.as_ref())
-            .filter(|_| program == self.crasher)
-        {
-            program = c.clone();
-        }
+        let program = self.resolve("worker", &w.program, &w.search_paths)?;
+        let program = self.on_host_of(&name, program);
         Ok(Launch {
             log: self.run.worker_log(&name),
             name,
@@ -913,7 +950,23 @@ impl Cluster {
 
     /// How the feeder of `key` is started.
     pub fn feeder_launch(&self, key: &str) -> Result<Launch, ClusterError> {
-        let input = self.settings.inputs.get(key).cloned().unwrap_or_default();
+        let name = format!("feeder.{key}");
+        let mut input = self.settings.inputs.get(key).cloned().unwrap_or_default();
+        let mut status = self.run.feeder_status(key);
+        let mut log = self.run.feeder_log(key);
+        let mut host = self.lab_host();
+        if let Some(r) = self.remote_of(&name) {
+            // On the feeders' host: the input copied there (see
+            // `Cluster::start_feeder`), the status file mirrored back.
+            input = remote_input(r, key);
+            status = r.dir.join(FEEDER_STATUS_DIR).join(
+                status
+                    .file_name()
+                    .unwrap_or_else(|| std::ffi::OsStr::new(key)),
+            );
+            log = r.dir.join("logs").join(format!("{name}.log"));
+            host = r.spec.address;
+        }
         let mut v = self.base_vars();
         let workload = self
             .settings
@@ -923,25 +976,41 @@ impl Cluster {
             .unwrap_or_default();
         v.set("key", key.to_owned())
             .set("workload", workload.to_string())
+            .set("host", host.to_string())
             .set("input", input.display().to_string())
-            .set("status", self.run.feeder_status(key).display().to_string())
-            .set("log", self.run.feeder_log(key).display().to_string());
+            .set("status", status.display().to_string())
+            .set("log", log.display().to_string());
         let args = self.fill(&v, &self.profile.feeder.args.clone())?;
         let program = self.resolve(
             "feeder",
             &self.profile.feeder.program,
             &self.profile.feeder.search_paths,
         )?;
+        let program = self.on_host_of(&name, program);
         Ok(Launch {
-            name: format!("feeder.{key}"),
+            name,
             program,
             args,
             log: self.run.feeder_log(key),
         })
     }
 
-    /// Starts the feeder of `key`.
+    /// Starts the feeder of `key` (on the feeders' host, its input is
+    /// copied there first, once).
     pub fn start_feeder(&mut self, key: &str) -> Result<(), ClusterError> {
+        if let Some(r) = self.remote_of(&format!("feeder.{key}")).cloned() {
+            if !self.uploaded.contains(key) {
+                let local = self.settings.inputs.get(key).cloned().unwrap_or_default();
+                r.upload(&local, &remote_input(&r, key), UPLOAD_TIMEOUT)
+                    .map_err(|e| {
+                        ClusterError::Io(io::Error::other(format!(
+                            "copying the input of key {key} to host {}: {e}",
+                            r.spec.name
+                        )))
+                    })?;
+                self.uploaded.insert(key.to_owned());
+            }
+        }
         let l = self.feeder_launch(key)?;
         let starts = self.feeders.get(key).map_or(0, |m| m.starts);
         let mut m = self.spawn(&l)?;
@@ -1080,6 +1149,18 @@ impl Cluster {
             d.unmount_all();
         }
     }
+}
+
+/// How long copying one input file to a host may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The directory, in the run's directory on the feeders' host, where they
+/// write their status files (mirrored into the run directory's `logs/`).
+pub const FEEDER_STATUS_DIR: &str = "feeder-status";
+
+/// Where the input of `key` is copied on the feeders' host `r`.
+fn remote_input(r: &Remote, key: &str) -> PathBuf {
+    r.dir.join("inputs").join(format!("input.{key}"))
 }
 
 /// SIGKILLs a member that is running; an absent or exited one is an error

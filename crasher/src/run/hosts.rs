@@ -43,6 +43,14 @@ pub struct HostsFile {
     /// on `placement[N % len]`. Default: every host, in file order.
     #[serde(default)]
     pub placement: Vec<String>,
+    /// The host the sink runs on (its name). Default: the control machine.
+    /// Its output is mirrored back into the run directory (see
+    /// `run::mirror`).
+    pub sink: Option<String>,
+    /// The host every feeder runs on (its name). Default: the control
+    /// machine. Their input files are copied there, their status files
+    /// mirrored back.
+    pub feeders: Option<String>,
     /// The hosts (`[[host]]`).
     #[serde(default)]
     pub host: Vec<HostEntry>,
@@ -107,6 +115,11 @@ pub struct HostsConfig {
     pub hosts: Vec<HostSpec>,
     /// Index into `hosts` per placement slot.
     pub placement: Vec<usize>,
+    /// Index into `hosts` of the sink's host (`None`: the control machine).
+    pub sink: Option<usize>,
+    /// Index into `hosts` of the feeders' host (`None`: the control
+    /// machine).
+    pub feeders: Option<usize>,
 }
 
 /// One checked host.
@@ -292,10 +305,23 @@ impl HostsConfig {
                 })
                 .collect::<Result<_, _>>()?
         };
+        let place = |field: &str, name: &Option<String>| -> Result<Option<usize>, HostsError> {
+            name.as_ref()
+                .map(|n| {
+                    hosts.iter().position(|h| &h.name == n).ok_or_else(|| {
+                        HostsError(format!("{origin}: field `{field}`: no host named `{n}`"))
+                    })
+                })
+                .transpose()
+        };
+        let sink = place("sink", &file.sink)?;
+        let feeders = place("feeders", &file.feeders)?;
         Ok(HostsConfig {
             control: file.control_address,
             hosts,
             placement,
+            sink,
+            feeders,
         })
     }
 }
@@ -503,6 +529,33 @@ impl Remote {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
+        self.session_result(c, timeout)
+    }
+
+    /// Copies the local file `from` to `to` on the host (its directory
+    /// made, the file written under a temporary name and renamed, so a
+    /// half copy never has the final name), through the master connection.
+    pub fn upload(&self, from: &Path, to: &Path, timeout: Duration) -> Result<(), String> {
+        let file = std::fs::File::open(from).map_err(|e| format!("{}: {e}", from.display()))?;
+        let dir = to.parent().unwrap_or(Path::new("/"));
+        let part = format!("{}.part", to.display());
+        let script = format!(
+            "mkdir -p {d} && cat >{p} && mv -f {p} {t}",
+            d = shell_quote(&dir.display().to_string()),
+            p = shell_quote(&part),
+            t = shell_quote(&to.display().to_string()),
+        );
+        let mut c = self.ssh();
+        c.arg(format!("exec sh -c {}", shell_quote(&script)))
+            .stdin(std::process::Stdio::from(file))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        self.session_result(c, timeout)
+    }
+
+    /// Runs the ssh session `c` to its end (within `timeout`): Ok if its
+    /// remote command succeeded, else its status and stderr.
+    fn session_result(&self, mut c: Command, timeout: Duration) -> Result<(), String> {
         let child = c.spawn().map_err(|e| format!("ssh: {e}"))?;
         let out = wait_output(child, timeout)?;
         if out.status.success() {
@@ -655,6 +708,8 @@ pub struct Hosts {
     remotes: Vec<Arc<Remote>>,
     masters: Vec<Proc>,
     placement: Vec<usize>,
+    sink: Option<usize>,
+    feeders: Option<usize>,
     control: Ipv4Addr,
     /// The network faults in force (worker level, as asked).
     faults: Faults,
@@ -774,6 +829,8 @@ impl Hosts {
             remotes: Vec::new(),
             masters: Vec::new(),
             placement: cfg.placement.clone(),
+            sink: cfg.sink,
+            feeders: cfg.feeders,
             control: cfg.control,
             faults: Faults::default(),
             applied: BTreeMap::new(),
@@ -826,7 +883,13 @@ impl Hosts {
             }
             let dir = shell_quote(&remote.dir.display().to_string());
             remote
-                .run(&format!("mkdir -p {dir}/pids {dir}/state"), SIGNAL_TIMEOUT)
+                .run(
+                    &format!(
+                        "mkdir -p {dir}/pids {dir}/state {dir}/sink {dir}/{}",
+                        super::cluster::FEEDER_STATUS_DIR
+                    ),
+                    SIGNAL_TIMEOUT,
+                )
                 .map_err(|e| {
                     HostsError(format!(
                         "host {}: cannot make the run's directory: {e}",
@@ -854,6 +917,21 @@ impl Hosts {
     /// The host of worker `i`.
     pub fn of_worker(&self, i: usize) -> &Arc<Remote> {
         &self.remotes[self.placement[i % self.placement.len()]]
+    }
+
+    /// The sink's host, if the hosts file places it on one.
+    pub fn of_sink(&self) -> Option<&Arc<Remote>> {
+        self.sink.map(|i| &self.remotes[i])
+    }
+
+    /// The feeders' host, if the hosts file places them on one.
+    pub fn of_feeders(&self) -> Option<&Arc<Remote>> {
+        self.feeders.map(|i| &self.remotes[i])
+    }
+
+    /// Whether the sink or the feeders run on a host rather than here.
+    pub fn places_sink_or_feeders(&self) -> bool {
+        self.sink.is_some() || self.feeders.is_some()
     }
 
     /// The control machine's address.
@@ -1028,6 +1106,7 @@ mod tests {
         assert_eq!(c.hosts[0].address, Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(c.hosts[1].address, Ipv4Addr::new(10, 0, 0, 3));
         assert_eq!(c.placement, vec![1, 0]);
+        assert_eq!((c.sink, c.feeders), (None, None));
         assert!(c.hosts[0]
             .ssh_options
             .windows(2)
@@ -1039,6 +1118,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.hosts[0].env, vec!["X_Y=1 2".to_owned()]);
+        let c = parse(
+            "control_address = \"10.0.0.1\"\nsink = \"b\"\nfeeders = \"a\"\n\
+             [[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\n\
+             [[host]]\nname = \"b\"\ndestination = \"10.0.0.3\"\nworkdir = \"/w\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.sink, c.feeders), (Some(1), Some(0)));
         let e = parse(
             "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\n\
              workdir = \"/w\"\nenv = { \"A-B\" = \"1\" }\n",
@@ -1167,6 +1253,14 @@ mod tests {
             (
                 "control_address = \"10.0.0.1\"\nplacement = [\"z\"]\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\n",
                 "`placement`[0]: no host named `z`",
+            ),
+            (
+                "control_address = \"10.0.0.1\"\nsink = \"z\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\n",
+                "field `sink`: no host named `z`",
+            ),
+            (
+                "control_address = \"10.0.0.1\"\nfeeders = \"y\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\n",
+                "field `feeders`: no host named `y`",
             ),
             (
                 "control_address = \"10.0.0.1\"\n[[host]]\nname = \"a\"\ndestination = \"10.0.0.2\"\nworkdir = \"/w\"\nidentity = \"/nonexistent/key\"\n",

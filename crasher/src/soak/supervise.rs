@@ -138,8 +138,15 @@ pub fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     };
     let net_words: Vec<&str> = spec.net.iter().map(|f| f.word()).collect();
     if let Some(file) = &args.hosts {
-        if let Err(e) = crate::run::hosts::HostsConfig::load(file) {
-            eprintln!("crasher: --hosts: {e}");
+        let cfg = match crate::run::hosts::HostsConfig::load(file) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                eprintln!("crasher: --hosts: {e}");
+                return Ok(ExitCode::from(exit::USAGE));
+            }
+        };
+        if let Some(why) = placed_off_control(&cfg, &spec, &profile) {
+            eprintln!("crasher: --hosts {}: {why}", file.display());
             return Ok(ExitCode::from(exit::USAGE));
         }
         let lab = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
@@ -324,8 +331,9 @@ pub async fn prepare(
         if cuts {
             hosts.check_nft().context("--hosts")?;
         }
+        let name = |i: Option<usize>| i.map_or("here", |i| cfg.hosts[i].name.as_str());
         out.line(&format!(
-            "Hosts: {} (workers placed {}; sink and feeders here, at {})",
+            "Hosts: {} (workers placed {}; sink on {}, feeders on {}; control machine at {})",
             cfg.hosts
                 .iter()
                 .map(|h| format!("{} {}", h.name, h.address))
@@ -336,6 +344,8 @@ pub async fn prepare(
                 .map(|&i| cfg.hosts[i].name.as_str())
                 .collect::<Vec<_>>()
                 .join(" "),
+            name(cfg.sink),
+            name(cfg.feeders),
             cfg.control
         ));
         cluster.set_hosts(hosts);
@@ -616,4 +626,39 @@ pub(super) async fn wait_outcome(h: &Harness) {
         }
         notified.await;
     }
+}
+
+/// Why the hosts file's placement of the sink or the feeders on a host
+/// cannot serve this run (`None`: it can, or they stay here). Network
+/// faults cut hosts from the control machine, where the sink and feeders
+/// are assumed to be; the targeted words talk to the sink through a local
+/// event socket.
+fn placed_off_control(
+    cfg: &crate::run::hosts::HostsConfig,
+    spec: &super::spec::SoakSpec,
+    profile: &crate::run::profile::Profile,
+) -> Option<String> {
+    if cfg.sink.is_none() && cfg.feeders.is_none() {
+        return None;
+    }
+    let cuts = !spec.net.is_empty()
+        || profile
+            .triggers
+            .iter()
+            .any(|t| t.action == crate::run::profile::TriggerAction::Isolate);
+    if cuts {
+        return Some(
+            "network faults (and isolate triggers) with the sink or the feeders on a host are \
+             not supported: their rules assume both on the control machine (docs/hosts.md)"
+                .into(),
+        );
+    }
+    if cfg.sink.is_some() && !spec.targeted.is_empty() {
+        return Some(
+            "the targeted fault words talk to the sink on this machine: keep the sink here \
+             (no `sink =` in the hosts file)"
+                .into(),
+        );
+    }
+    None
 }
