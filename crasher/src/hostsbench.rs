@@ -1,8 +1,9 @@
 //! `crasher hosts-bench --hosts FILE`: what a fault costs over SSH. It
 //! times, with crasher's own code paths (`run::hosts`), a crash (SIGKILL
 //! of a process group and its reaping) and pause-the-world (SIGSTOP to a
-//! process group on every host) on the hosts of FILE, and the same on this
-//! machine, and prints the latencies (see docs/hosts.md).
+//! process group on every host) and a start (until the program runs) on
+//! the hosts of FILE, and the same on this machine, and prints the
+//! latencies (see docs/hosts.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -48,7 +49,35 @@ pub fn run(a: HostsBenchArgs) -> anyhow::Result<ExitCode> {
     let log = a.dir.join("bench.log");
     let (mut crash_local, mut crash_remote) = (Vec::new(), Vec::new());
     let (mut pause_local, mut pause_remote) = (Vec::new(), Vec::new());
+    let (mut start_local, mut start_over_ssh) = (Vec::new(), Vec::new());
+    let sh = netlab::which("sh").context("no sh on PATH")?;
+    let up = ["-c".to_owned(), "echo up; exec sleep 1000".to_owned()];
     for round in 0..a.rounds {
+        // A start (as a restart after a crash does it) until the program
+        // runs: `sh` prints `up` first thing, and the time is until that
+        // line is in its log here (for a host, written by the local ssh
+        // client: a new session, the remote wrapper, setsid, the program).
+        let started_log = a.dir.join(format!("start{round}.log"));
+        let t = Instant::now();
+        let mut c = Command::new(&sh);
+        c.args(&up);
+        let mut p = Proc::spawn("start", c, &started_log)?;
+        await_line(&started_log, "up", &mut p)?;
+        start_local.push(t.elapsed());
+        p.kill()?;
+        let r = &hosts.remotes()[round % hosts.remotes().len()];
+        let started_log = a.dir.join(format!("start{round}.remote.log"));
+        let name = format!("start{round}");
+        let t = Instant::now();
+        let mut c = r.ssh();
+        c.arg(r.wrapped(&name, &run_id, &sh, &up))
+            .env(procs::RUN_ID_VAR, &run_id);
+        let mut p = Proc::spawn_with_open_stdin(&name, c, &started_log)?;
+        await_line(&started_log, "up", &mut p)?;
+        start_over_ssh.push(t.elapsed());
+        r.signal(&name, Signal::SIGKILL)
+            .map_err(anyhow::Error::msg)?;
+        p.wait_deadline(Instant::now() + Duration::from_secs(10))?;
         // A crash on this machine: killpg(SIGKILL), then reap.
         let mut p = Proc::spawn("local", sleep_cmd(&sleep), &log)?;
         let t = Instant::now();
@@ -113,6 +142,8 @@ pub fn run(a: HostsBenchArgs) -> anyhow::Result<ExitCode> {
         ("crash, over ssh", &mut crash_remote),
         ("pause-the-world, local", &mut pause_local),
         ("pause-the-world, over ssh", &mut pause_remote),
+        ("start, local", &mut start_local),
+        ("start, over ssh", &mut start_over_ssh),
     ] {
         println!("{what:<26} {}", summary(v));
     }
@@ -149,6 +180,23 @@ fn start_remote(
         }
     }
     Ok(p)
+}
+
+/// Waits (10 s at most) until `log` holds a line `line`, which `p` prints
+/// as soon as it runs.
+fn await_line(log: &Path, line: &str, p: &mut Proc) -> anyhow::Result<()> {
+    // Polled every 0.2 ms (procs::wait_until backs off to 50 ms, too
+    // coarse for a local start of a few ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let printed = || std::fs::read_to_string(log).is_ok_and(|t| t.lines().any(|l| l == line));
+    while !printed() && p.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    if !text.lines().any(|l| l == line) {
+        bail!("{} never printed {line:?}: {text}", p.name());
+    }
+    Ok(())
 }
 
 /// `median M ms, p90 P ms, max X ms`.

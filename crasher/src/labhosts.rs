@@ -58,6 +58,11 @@ pub struct LabHostsArgs {
     pub command: Vec<String>,
 }
 
+/// Run by `sh -c` in sshd's own mount namespace before it execs sshd:
+/// hides the login user's `~/.bashrc` behind an empty file (see `run`).
+const QUIET_BASHRC: &str =
+    r#"[ -f "$HOME/.bashrc" ] && mount --bind /dev/null "$HOME/.bashrc"; exec "$@""#;
+
 /// Where COMMAND finds the hosts file.
 pub const HOSTS_FILE: &str = "hosts.toml";
 
@@ -138,8 +143,27 @@ pub fn run(a: LabHostsArgs) -> anyhow::Result<ExitCode> {
         )?;
         lab.add_node(&name, i)
             .with_context(|| format!("cannot make lab host {name}"))?;
-        let mut cmd = lab.command(&name, &sshd)?;
-        cmd.args(["-D", "-e", "-f"]).arg(&config);
+        // sshd in a mount namespace of its own in which the login user's
+        // `~/.bashrc` is empty: bash sources it for every ssh session, and
+        // a lab host must not depend on this machine's shell setup (pyenv's
+        // `rehash` there leaves a lock file when a session is killed
+        // during its start-up, and every later session then waits 60 s).
+        // The bind mount lives and dies with that namespace.
+        let unshare = netlab::which("unshare").context("unshare not found (util-linux)")?;
+        let mut cmd = lab.command(&name, &unshare)?;
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            QUIET_BASHRC,
+        ])
+        .arg("lab-sshd")
+        .arg(&sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&config);
         sshds.push(
             procs::Proc::spawn(&format!("sshd.{name}"), cmd, &hdir.join("sshd.log"))
                 .with_context(|| format!("cannot start sshd on {name}"))?,

@@ -527,7 +527,10 @@ fn a_bad_hosts_file_or_an_unreachable_host_is_exit_2() {
     let placed = format!("sink = \"a\"\n{good}");
     let (code, err) = run(&placed, &["partition"]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("network faults") && err.contains("on a host"), "{err}");
+    assert!(
+        err.contains("network faults") && err.contains("on a host"),
+        "{err}"
+    );
     let (code, err) = run(&placed, &["crash-at-prepare"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("keep the sink here"), "{err}");
@@ -1189,16 +1192,25 @@ fn the_sink_and_feeders_on_hosts_are_verified_through_the_mirror() {
         let theirs = bytes(&e.path());
         let ours = bytes(&local.join("sink").join(&name));
         assert!(!ours.is_empty(), "{name} was not mirrored");
-        assert!(theirs.starts_with(&ours), "{name}: the mirror is not a prefix");
+        assert!(
+            theirs.starts_with(&ours),
+            "{name}: the mirror is not a prefix"
+        );
         logs += 1;
     }
-    assert!(logs >= 3, "{logs} txnlogs on host1 in {}", remote_sink.display());
+    assert!(
+        logs >= 3,
+        "{logs} txnlogs on host1 in {}",
+        remote_sink.display()
+    );
     // The feeders ran on host2 from copies of the inputs; their status
     // files came back.
     let host2 = run.dir.join("host2/work").join(&id);
     for k in ["A", "B"] {
         assert!(host2.join(format!("inputs/input.{k}")).is_file());
-        assert!(host2.join(format!("feeder-status/feeder.{k}.status")).is_file());
+        assert!(host2
+            .join(format!("feeder-status/feeder.{k}.status"))
+            .is_file());
         assert!(local.join(format!("logs/feeder.{k}.status")).is_file());
     }
     let verified = regex::Regex::new(r"key A: [1-9][0-9]* of").unwrap();

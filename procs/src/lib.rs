@@ -101,7 +101,7 @@ impl Proc {
     /// stopping it (even by SIGKILL): see the crate doc. A process that must
     /// outlive this one is started with [`Proc::spawn_detachable`].
     pub fn spawn(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
-        Proc::spawn_with(name, cmd, log, true, false)
+        Proc::spawn_with(name, cmd, log, true, false, false)
     }
 
     /// Like [`Proc::spawn`], but the child's stdin is a pipe whose write end
@@ -110,13 +110,30 @@ impl Proc {
     /// `ssh` forwards that end-of-file to the remote side, whose wrapper
     /// kills the remote process group on it (`--hosts`).
     pub fn spawn_with_open_stdin(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
-        Proc::spawn_with(name, cmd, log, true, true)
+        Proc::spawn_with(name, cmd, log, true, true, false)
+    }
+
+    /// Like [`Proc::spawn_with_open_stdin`], but the child's stdout is a
+    /// pipe handed to the caller (its stderr still goes to `log`): for a
+    /// child whose output is data, not a log (a remote directory's mirror,
+    /// `--hosts`). The caller must drain it.
+    pub fn spawn_reading_stdout(
+        name: &str,
+        cmd: Command,
+        log: &Path,
+    ) -> Result<(Proc, std::process::ChildStdout), ProcError> {
+        let mut p = Proc::spawn_with(name, cmd, log, true, true, true)?;
+        let out = p.child.stdout.take().ok_or_else(|| ProcError::Spawn {
+            program: name.to_owned(),
+            source: std::io::Error::other("no stdout pipe"),
+        })?;
+        Ok((p, out))
     }
 
     /// Like [`Proc::spawn`], but the child does not die with this process:
     /// for processes that are handed off with [`Proc::detach`].
     pub fn spawn_detachable(name: &str, cmd: Command, log: &Path) -> Result<Proc, ProcError> {
-        Proc::spawn_with(name, cmd, log, false, false)
+        Proc::spawn_with(name, cmd, log, false, false, false)
     }
 
     fn spawn_with(
@@ -125,6 +142,7 @@ impl Proc {
         log: &Path,
         die_with_parent: bool,
         open_stdin: bool,
+        piped_stdout: bool,
     ) -> Result<Proc, ProcError> {
         let out = open_log(log)?;
         let err = out.try_clone().map_err(|source| ProcError::Log {
@@ -137,7 +155,11 @@ impl Proc {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::from(out))
+            .stdout(if piped_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::from(out)
+            })
             .stderr(Stdio::from(err));
         let program = cmd.get_program().to_string_lossy().into_owned();
         let child = if die_with_parent {
