@@ -348,8 +348,8 @@ fn mirror_costs() {
             std::thread::sleep(Duration::from_micros(200));
         }
         lags.push(start.elapsed());
-        // Spread the writes over the poll phase.
-        std::thread::sleep(Duration::from_millis(7));
+        // Spread the writes over the phases of a round (a pacing, not a wait).
+        std::thread::sleep(Duration::from_millis(u64::from(i * 7 % 23)));
     }
     lags.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -27,11 +27,10 @@
 //! earlier than that window but leaves the window byte-identical is not
 //! seen (the sink only ever rewrites from its last commit onwards).
 //!
-//! A replacement larger than [`CHUNK`] is sent as an `R` of its first
-//! `CHUNK` bytes and `W` frames for the rest, so neither side holds more
-//! than `CHUNK` bytes of a data file at once; such a file is only atomically
-//! replaced up to its first `CHUNK` bytes (the small status files a feeder
-//! replaces by a rename always are).
+//! A replacement larger than [`CHUNK`] is sent in parts (`P`) written to
+//! the pending copy and a commit (`C`) that renames it into place, so
+//! neither side holds more than `CHUNK` bytes of a file at once and the
+//! replacement is still atomic for a reader of the mirror.
 //!
 //! # Ordering rule
 //!
@@ -62,12 +61,21 @@
 //! R <len> <name>\n<len bytes>            replace the whole file, atomically
 //! T <len> <name>\n                       truncate (or extend) to len
 //! D <name>\n                             delete
+//! P <len> <offset> <name>\n<len bytes>   write at offset into the pending
+//!                                        replacement of name (offset 0
+//!                                        starts it afresh)
+//! C <name>\n                             commit the pending replacement:
+//!                                        rename it over name
 //! E <round>\n                            end of round <round> (1, 2, ...)
 //! ```
 //!
+//! `R` and a `P`...`C` sequence write `.NAME.mirror-tmp` in the
+//! destination, then rename it over `NAME`, so a reader never sees a
+//! half-replaced file.
+//!
 //! `<name>` is the rest of the line: a single path component, not empty,
 //! not `.` or `..`, not starting with `.`, without `/`, NUL or newline,
-//! at most 255 bytes. Both sides check it ([`validate_name`]); the applier
+//! at most 240 bytes (room for the applier's temporary name). Both sides check it ([`validate_name`]); the applier
 //! rejects a bad name or a malformed header with a [`MirrorError`] naming
 //! the frame, and never writes outside its destination directory.
 
@@ -89,15 +97,15 @@ pub const CHUNK: usize = 4 << 20;
 /// The longest header line the applier accepts.
 const MAX_HEADER: u64 = 512;
 /// The longest file name (bytes) either side accepts.
-const MAX_NAME: usize = 255;
+const MAX_NAME: usize = 240;
 
 /// Whether `name` may be mirrored: one path component, not empty, not
-/// starting with `.`, without `/`, NUL or newline, at most 255 bytes.
+/// starting with `.`, without `/`, NUL or newline, at most 240 bytes.
 pub fn validate_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         Err("empty name")
     } else if name.len() > MAX_NAME {
-        Err("name longer than 255 bytes")
+        Err("name longer than 240 bytes")
     } else if name.starts_with('.') {
         Err("name starts with '.' (also rejects . and ..)")
     } else if name.contains('/') {
@@ -353,8 +361,9 @@ fn window_agrees(file: &File, s: &Sent, upto: u64) -> bool {
 }
 
 /// Sends the bytes `from..to` of `file` (as far as they can be read) in
-/// frames of at most [`CHUNK`] bytes, the first an `R` if `replace`;
-/// records them in `s`. A replacement of an empty file is one empty `R`.
+/// frames of at most [`CHUNK`] bytes and records them in `s`: as `W`
+/// frames, or if `replace` as one `R`, or, beyond `CHUNK` bytes, as `P`
+/// parts and a `C` (the module doc).
 fn send_range(
     file: &File,
     name: &str,
@@ -364,31 +373,42 @@ fn send_range(
     s: &mut Sent,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let mut at = from;
-    let mut first = replace;
     let mut buf = Vec::new();
-    loop {
-        let want = ((to.saturating_sub(at)) as usize).min(CHUNK);
+    if replace && to <= CHUNK as u64 {
+        buf.resize(to as usize, 0);
+        let got = read_at_most(file, &mut buf, 0);
+        writeln!(out, "R {got} {name}")?;
+        out.write_all(&buf[..got])?;
+        s.keep(&buf[..got]);
+        s.len = got as u64;
+        return Ok(());
+    }
+    if replace {
+        // Starts (empties) the pending replacement even if nothing can be read.
+        writeln!(out, "P 0 0 {name}")?;
+    }
+    let mut at = from;
+    while at < to {
+        let want = ((to - at) as usize).min(CHUNK);
         buf.resize(want, 0);
         let got = read_at_most(file, &mut buf, at);
-        buf.truncate(got);
-        if got == 0 && !first {
-            return Ok(());
+        if got == 0 {
+            break;
         }
-        if first {
-            writeln!(out, "R {got} {name}")?;
-            first = false;
-        } else {
-            writeln!(out, "W {got} {at} {name}")?;
-        }
-        out.write_all(&buf)?;
-        s.keep(&buf);
+        let kind = if replace { 'P' } else { 'W' };
+        writeln!(out, "{kind} {got} {at} {name}")?;
+        out.write_all(&buf[..got])?;
+        s.keep(&buf[..got]);
         at += got as u64;
         s.len = at;
-        if got < want || at >= to {
-            return Ok(());
+        if got < want {
+            break;
         }
     }
+    if replace {
+        writeln!(out, "C {name}")?;
+    }
+    Ok(())
 }
 
 /// Reads up to `buf.len()` bytes at `offset`; fewer at end of file or on
@@ -563,6 +583,8 @@ enum Frame {
     Replace { len: u64, name: String },
     Truncate { len: u64, name: String },
     Delete { name: String },
+    Part { len: u64, offset: u64, name: String },
+    Commit { name: String },
     End { round: u64 },
 }
 
@@ -659,6 +681,22 @@ impl Applier {
                 }
                 drop(f);
                 fs::rename(&tmp, &path).map_err(fail("rename", &tmp))?;
+            }
+            Frame::Part { len, offset, name } => {
+                let tmp = self.dest.join(format!(".{name}.mirror-tmp"));
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .truncate(offset == 0)
+                    .write(true)
+                    .open(&tmp)
+                    .map_err(fail("create", &tmp))?;
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(fail("write", &tmp))?;
+                self.copy_payload(input, len, &mut f, header, &tmp)?;
+            }
+            Frame::Commit { name } => {
+                let tmp = self.dest.join(format!(".{name}.mirror-tmp"));
+                fs::rename(&tmp, self.dest.join(&name)).map_err(fail("rename", &tmp))?;
             }
             Frame::Truncate { len, name } => {
                 let path = self.dest.join(&name);
@@ -804,6 +842,20 @@ fn parse(text: &str) -> Result<Frame, String> {
             }
         }
         "D" => Frame::Delete {
+            name: name(Some(rest))?,
+        },
+        "P" => {
+            let mut w = rest.splitn(3, ' ');
+            let len = number(w.next(), "length")?;
+            let offset = number(w.next(), "offset")?;
+            offset.checked_add(len).ok_or("offset + length overflows")?;
+            Frame::Part {
+                len,
+                offset,
+                name: name(w.next())?,
+            }
+        }
+        "C" => Frame::Commit {
             name: name(Some(rest))?,
         },
         "E" => Frame::End {
@@ -998,6 +1050,17 @@ mod tests {
         let progress = MirrorProgress::new();
         apply(&bytes[..], dst.path(), &progress).unwrap();
         assert_eq!(fs::read(dst.path().join("big")).unwrap(), big);
+        // In parts to the pending copy, then one rename: never a W.
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("P 0 0 big\n"));
+        for header in [
+            format!("P {CHUNK} 0 big\n"),
+            format!("P {CHUNK} {CHUNK} big\n"),
+            format!("P 123 {} big\n", 2 * CHUNK),
+        ] {
+            assert!(text.contains(&header), "no {header}");
+        }
+        assert!(text.ends_with("C big\nE 1\n") && !text.contains("W "));
         assert_eq!(progress.ended(), Some(Ok(())));
     }
 
@@ -1029,6 +1092,12 @@ mod tests {
             (b"E 2\nE 2\n", "frame 2 (`E 2`): round 2 after round 2"),
             (b"E", "frame 1 (`E`): the stream ends inside the header"),
             (b"Enope\n", "no space after the frame kind"),
+            (b"C f\n", "frame 1 (`C f`): cannot rename"),
+            (b"P 2 0 ../f\nab", "bad name `../f`"),
+            (
+                b"P 5 0 g\nab",
+                "the stream ends after 2 of its 5 payload bytes",
+            ),
         ];
         for (input, want) in cases {
             let parent = tempfile::tempdir().unwrap();
@@ -1048,7 +1117,7 @@ mod tests {
             assert_eq!(outside, vec![std::ffi::OsString::from("dest")]);
             let inside = fs::read_dir(&dest).unwrap().filter_map(|e| {
                 let n = e.unwrap().file_name().into_string().unwrap();
-                (n != "f").then_some(n)
+                (n != "f" && n != ".g.mirror-tmp").then_some(n)
             });
             assert_eq!(inside.count(), 0, "{:?}", String::from_utf8_lossy(input));
         }
