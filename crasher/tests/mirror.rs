@@ -399,3 +399,40 @@ fn mirror_costs() {
     );
     assert_eq!(m.close(), Some(0));
 }
+
+#[test]
+fn a_large_file_replaced_by_a_rename_is_never_seen_half_replaced() {
+    // Larger than the mirror's 4 MiB frames: sent in parts, renamed once.
+    const LEN: usize = 9 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    fs::create_dir(&src).unwrap();
+    let m = Mirror::start(&src, &dst, 2);
+    let mut seen = std::collections::BTreeSet::new();
+    for version in 1..=4u8 {
+        fs::write(src.join(".next"), vec![version; LEN]).unwrap();
+        fs::rename(src.join(".next"), src.join("big")).unwrap();
+        // Read the mirror until it shows this version; every read must be
+        // one whole version.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "version {version} never mirrored"
+            );
+            let Ok(bytes) = fs::read(dst.join("big")) else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            assert_eq!(bytes.len(), LEN, "a half-replaced file");
+            let first = bytes[0];
+            assert!(bytes.iter().all(|&b| b == first), "a mixed file");
+            seen.insert(first);
+            if first == version {
+                break;
+            }
+        }
+    }
+    m.same();
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+}
