@@ -23,9 +23,12 @@
 //! end where the old and the new content must still agree (at the shorter
 //! of the two lengths) and compares them with what it sent; if they differ
 //! (the file was cut back and rewritten with other bytes within one poll)
-//! or were not kept, it sends `R` instead. A rewrite that changes bytes
-//! earlier than that window but leaves the window byte-identical is not
-//! seen (the sink only ever rewrites from its last commit onwards).
+//! or were not kept (a file cut back by more than about `TAIL_KEEP`), it
+//! sends `R` instead. A rewrite that changes bytes earlier than that
+//! window but leaves the window byte-identical is not seen (the sink only
+//! ever rewrites from its last commit onwards). A file is read up to the
+//! length it had when the round looked at it; what it gains meanwhile goes
+//! in the next round.
 //!
 //! A replacement larger than [`CHUNK`] is sent in parts (`P`) written to
 //! the pending copy and a commit (`C`) that renames it into place, so
@@ -53,8 +56,9 @@
 //!
 //! # Wire format
 //!
-//! Each frame is one header line of ASCII words separated by single
-//! spaces, ending in `\n`, then, for `W` and `R`, exactly `LEN` raw bytes:
+//! Each frame is one header line, words separated by single spaces and
+//! ending in `\n` (ASCII but for the name, which is UTF-8), then, for `W`,
+//! `R` and `P`, exactly `len` raw bytes:
 //!
 //! ```text
 //! W <len> <offset> <name>\n<len bytes>   write at offset (extends the file)
@@ -75,9 +79,14 @@
 //!
 //! `<name>` is the rest of the line: a single path component, not empty,
 //! not `.` or `..`, not starting with `.`, without `/`, NUL or newline,
-//! at most 240 bytes (room for the applier's temporary name). Both sides check it ([`validate_name`]); the applier
-//! rejects a bad name or a malformed header with a [`MirrorError`] naming
-//! the frame, and never writes outside its destination directory.
+//! at most 240 bytes (room for the applier's temporary name). Both sides
+//! check it ([`validate_name`]): the server skips such a file (warning
+//! once), the applier rejects a bad name or a malformed header with a
+//! [`MirrorError`] naming the frame, and never writes outside its
+//! destination directory. Round numbers must increase.
+//!
+//! If the watched directory disappears, the server sends the deletes of
+//! its files and goes on watching for it to come back.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -184,7 +193,11 @@ impl Server {
     /// The mirrorable regular files of `root` whose kind (log or data) is `logs`.
     fn list(&mut self, root: &Path, logs: bool) -> io::Result<BTreeSet<String>> {
         let mut names = BTreeSet::new();
-        for entry in fs::read_dir(root)? {
+        let entries = match fs::read_dir(root) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+            other => other?,
+        };
+        for entry in entries {
             let entry = entry?;
             let Ok(kind) = entry.file_type() else {
                 continue;
@@ -1157,6 +1170,25 @@ mod tests {
         assert!(published >= 3, "returned after {published} rounds");
         progress.publish_end(Ok(()));
         assert!(!progress.wait_fresh(Instant::now() + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_directory_that_disappears_is_mirrored_empty_until_it_returns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = tmp.path().join("src");
+        fs::create_dir(&s).unwrap();
+        fs::write(s.join("a"), b"1").unwrap();
+        fs::write(s.join("a.txnlog"), b"1\n").unwrap();
+        let mut server = Server::default();
+        round(&mut server, &s, 1);
+        fs::remove_dir_all(&s).unwrap();
+        assert_eq!(
+            round(&mut server, &s, 2),
+            b"D a.txnlog\nD a\nE 2\n".to_vec()
+        );
+        fs::create_dir(&s).unwrap();
+        fs::write(s.join("a"), b"2").unwrap();
+        assert_eq!(round(&mut server, &s, 3), b"R 1 a\n2E 3\n".to_vec());
     }
 
     #[test]
