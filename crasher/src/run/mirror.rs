@@ -579,6 +579,8 @@ pub struct Applier {
     dest: PathBuf,
     frame: u64,
     last_round: Option<u64>,
+    /// Replacements begun (`P`) and not yet committed (`C`).
+    pending: BTreeSet<String>,
 }
 
 /// Reads frames from `input` until its end and applies them to `dest`
@@ -612,11 +614,25 @@ impl Applier {
             dest: dest.to_owned(),
             frame: 0,
             last_round: None,
+            pending: BTreeSet::new(),
         })
     }
 
-    /// Applies every frame of `input` until its end.
+    /// Applies every frame of `input` until its end; then removes the
+    /// pending copy of a replacement the stream did not finish.
     pub fn run(&mut self, input: impl Read, progress: &MirrorProgress) -> Result<(), MirrorError> {
+        let result = self.run_frames(input, progress);
+        for name in std::mem::take(&mut self.pending) {
+            let _ = fs::remove_file(self.dest.join(format!(".{name}.mirror-tmp")));
+        }
+        result
+    }
+
+    fn run_frames(
+        &mut self,
+        input: impl Read,
+        progress: &MirrorProgress,
+    ) -> Result<(), MirrorError> {
         let mut input = BufReader::with_capacity(256 << 10, input);
         let mut line = Vec::new();
         loop {
@@ -703,11 +719,13 @@ impl Applier {
                     .write(true)
                     .open(&tmp)
                     .map_err(fail("create", &tmp))?;
+                self.pending.insert(name);
                 f.seek(SeekFrom::Start(offset))
                     .map_err(fail("write", &tmp))?;
                 self.copy_payload(input, len, &mut f, header, &tmp)?;
             }
             Frame::Commit { name } => {
+                self.pending.remove(&name);
                 let tmp = self.dest.join(format!(".{name}.mirror-tmp"));
                 fs::rename(&tmp, self.dest.join(&name)).map_err(fail("rename", &tmp))?;
             }
@@ -1130,7 +1148,7 @@ mod tests {
             assert_eq!(outside, vec![std::ffi::OsString::from("dest")]);
             let inside = fs::read_dir(&dest).unwrap().filter_map(|e| {
                 let n = e.unwrap().file_name().into_string().unwrap();
-                (n != "f" && n != ".g.mirror-tmp").then_some(n)
+                (n != "f").then_some(n)
             });
             assert_eq!(inside.count(), 0, "{:?}", String::from_utf8_lossy(input));
         }
@@ -1189,6 +1207,24 @@ mod tests {
         fs::create_dir(&s).unwrap();
         fs::write(s.join("a"), b"2").unwrap();
         assert_eq!(round(&mut server, &s, 3), b"R 1 a\n2E 3\n".to_vec());
+    }
+
+    #[test]
+    fn an_unfinished_replacement_leaves_no_pending_copy() {
+        let dst = tempfile::tempdir().unwrap();
+        fs::write(dst.path().join("f"), b"old").unwrap();
+        apply(
+            &b"P 3 0 f\nnewE 1\n"[..],
+            dst.path(),
+            &MirrorProgress::default(),
+        )
+        .unwrap();
+        let names: Vec<_> = fs::read_dir(dst.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("f")]);
+        assert_eq!(fs::read(dst.path().join("f")).unwrap(), b"old");
     }
 
     #[test]
