@@ -186,6 +186,10 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print crasher's man page (roff): `crasher man | man -l -`.
     Man,
+    /// Stream a directory's changes to stdout until stdin ends (internal:
+    /// what a run with --hosts starts on a host, crasher/src/run/mirror.rs).
+    #[command(hide = true)]
+    MirrorDir(crate::run::mirror::MirrorDirArgs),
 }
 
 /// `crasher completions SHELL`.
@@ -285,6 +289,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Runs(a)) => triage::cli::run_runs(a),
         Some(Command::Report(a)) => triage::cli::run_report(a),
         Some(Command::Lossyfs(a)) => lossyfs::run(a),
+        Some(Command::MirrorDir(a)) => crate::run::mirror::run_cli(a),
         Some(Command::Completions(a)) => {
             write_completions(a.shell, &mut std::io::stdout().lock());
             Ok(ExitCode::from(exit::HOLDS))

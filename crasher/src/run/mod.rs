@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod disk;
 pub mod hosts;
+pub mod mirror;
 pub mod network;
 pub mod owner;
 pub mod ports;
