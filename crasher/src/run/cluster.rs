@@ -256,6 +256,10 @@ pub struct Cluster {
     sink: Option<Member>,
     workers: BTreeMap<usize, Member>,
     feeders: BTreeMap<String, Member>,
+    /// `--hosts` with the sink or the feeders on a host: the mirrors of
+    /// what they write there (`sink`, `feeders`), kept in the run
+    /// directory for the verifier and the supervisor.
+    mirrors: BTreeMap<&'static str, RemoteMirror>,
     /// Workers expected to be cluster members now.
     members: BTreeSet<usize>,
     /// Feeders that finished their file (exit 0).
@@ -296,6 +300,7 @@ impl Cluster {
             sink: None,
             workers: BTreeMap::new(),
             feeders: BTreeMap::new(),
+            mirrors: BTreeMap::new(),
             members: BTreeSet::new(),
             done_feeders: BTreeSet::new(),
             uploaded: BTreeSet::new(),
@@ -715,6 +720,99 @@ impl Cluster {
             .map_or_else(|| self.lab_host(), |r| r.spec.address)
     }
 
+    /// Starts the mirror `which` of `remote_dir` on host `r` into `local`,
+    /// unless it runs: `crasher mirror-dir` there under the remote wrapper
+    /// (so pause-the-world stops it and the end of its session kills it),
+    /// its frames applied here by a thread (see [`super::mirror`]).
+    fn ensure_mirror(
+        &mut self,
+        which: &'static str,
+        r: &Arc<Remote>,
+        remote_dir: PathBuf,
+        local: PathBuf,
+    ) -> Result<(), ClusterError> {
+        if self
+            .mirrors
+            .get(which)
+            .is_some_and(|m| m.progress.ended().is_none())
+        {
+            return Ok(());
+        }
+        let name = format!("mirror.{which}");
+        let crasher = r
+            .spec
+            .crasher
+            .clone()
+            .unwrap_or_else(|| self.crasher.clone());
+        let args = vec![
+            "mirror-dir".to_owned(),
+            remote_dir.display().to_string(),
+            "--ignore-stdin".to_owned(),
+        ];
+        let mut cmd = r.ssh();
+        cmd.arg(r.wrapped(&name, self.run.id(), &crasher, &args))
+            .env(RUN_ID_VAR, self.run.id());
+        let (proc, stdout) = Proc::spawn_reading_stdout(&name, cmd, &self.run.log_of(&name))?;
+        register(proc.pid());
+        let progress = super::mirror::MirrorProgress::new();
+        let p = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                // Its end (or error) is in `p`, which the monitor checks.
+                // The sink's files keep their inodes: the verifier follows
+                // them by inode; a feeder's status file is replaced whole.
+                let _ = if which == "sink" {
+                    super::mirror::apply_keeping_inodes(stdout, &local, &p)
+                } else {
+                    super::mirror::apply(stdout, &local, &p)
+                };
+            })?;
+        self.mirrors.insert(
+            which,
+            RemoteMirror {
+                proc,
+                progress,
+                host: r.spec.name.clone(),
+                thread: Some(thread),
+            },
+        );
+        Ok(())
+    }
+
+    /// A mirror that stopped, said as an environment error: the supervisor
+    /// would otherwise read output that no longer grows and blame the
+    /// cluster for it.
+    pub fn mirror_failure(&self) -> Option<String> {
+        self.mirrors.iter().find_map(|(which, m)| {
+            m.progress.ended().map(|end| {
+                let why = match end {
+                    Ok(()) => "its stream ended".to_owned(),
+                    Err(e) => e,
+                };
+                let what = if *which == "sink" {
+                    "the sink's output"
+                } else {
+                    "the feeders' status files"
+                };
+                format!(
+                    "the mirror of {what} on host {} stopped ({why}); see {}",
+                    m.host,
+                    self.run.log_of(&format!("mirror.{which}")).display()
+                )
+            })
+        })
+    }
+
+    /// The progress of each mirror, to wait for them to be fresh (off the
+    /// owner's thread; see [`super::mirror::MirrorProgress::wait_fresh`]).
+    pub fn mirror_progress(&self) -> Vec<(String, Arc<super::mirror::MirrorProgress>)> {
+        self.mirrors
+            .iter()
+            .map(|(which, m)| (which.to_string(), m.progress.clone()))
+            .collect()
+    }
+
     /// `program` as process `name` runs it: crasher's own binary is at the
     /// host's `crasher` path when the hosts file gives one.
     fn on_host_of(&self, name: &str, program: PathBuf) -> PathBuf {
@@ -776,8 +874,13 @@ impl Cluster {
         self.ports.port(self.profile.ports.sink)
     }
 
-    /// Starts (or restarts) the sink.
+    /// Starts (or restarts) the sink (on its host, after the mirror of its
+    /// output directory).
     pub fn start_sink(&mut self) -> Result<(), ClusterError> {
+        if let Some(r) = self.remote_of("sink").cloned() {
+            let local = self.run.sink_dir();
+            self.ensure_mirror("sink", &r, r.dir.join("sink"), local)?;
+        }
         let l = self.sink_launch()?;
         let starts = self.sink.as_ref().map_or(0, |m| m.starts);
         let mut m = self.spawn(&l)?;
@@ -999,6 +1102,8 @@ impl Cluster {
     /// copied there first, once).
     pub fn start_feeder(&mut self, key: &str) -> Result<(), ClusterError> {
         if let Some(r) = self.remote_of(&format!("feeder.{key}")).cloned() {
+            let local = self.run.logs_dir();
+            self.ensure_mirror("feeders", &r, r.dir.join(FEEDER_STATUS_DIR), local)?;
             if !self.uploaded.contains(key) {
                 let local = self.settings.inputs.get(key).cloned().unwrap_or_default();
                 r.upload(&local, &remote_input(&r, key), UPLOAD_TIMEOUT)
@@ -1147,6 +1252,27 @@ impl Cluster {
                 unregister(pid);
             }
             d.unmount_all();
+        }
+    }
+}
+
+/// A directory on a host mirrored into the run directory: the local ssh
+/// client of `crasher mirror-dir` there, and the thread applying its
+/// frames. Dropping it kills the client (so the remote wrapper kills the
+/// mirror) and joins the thread, which then reads end-of-file.
+struct RemoteMirror {
+    proc: Proc,
+    progress: Arc<super::mirror::MirrorProgress>,
+    host: String,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RemoteMirror {
+    fn drop(&mut self) {
+        unregister(self.proc.pid());
+        let _ = self.proc.kill();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

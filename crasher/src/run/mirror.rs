@@ -70,6 +70,8 @@
 //!                                        starts it afresh)
 //! C <name>\n                             commit the pending replacement:
 //!                                        rename it over name
+//! M <n> <old><new>\n                     rename old to new (<n>: the
+//!                                        length in bytes of old)
 //! E <round>\n                            end of round <round> (1, 2, ...)
 //! ```
 //!
@@ -84,6 +86,19 @@
 //! once), the applier rejects a bad name or a malformed header with a
 //! [`MirrorError`] naming the frame, and never writes outside its
 //! destination directory. Round numbers must increase.
+//!
+//! # Renames and inodes
+//!
+//! A file that appears under a new name with the device and inode of a
+//! file sent under a name that is gone (the sink renames a departed
+//! worker's files) is sent as a rename (`M`, in its kind's place in the
+//! round) and then compared as usual, so the mirror renames its copy. The
+//! sink's mirror is applied with [`apply_keeping_inodes`]: a replacement
+//! of an existing file is written into it, so the copy keeps its inode
+//! too. The verifier follows a sink's files by their inodes and open
+//! handles; a copy replaced by a rename would leave it reading the old
+//! inode (a false "committed bytes missing" after a sink restart, seen in
+//! the first lab run with the sink on a host).
 //!
 //! If the watched directory disappears, the server sends the deletes of
 //! its files and goes on watching for it to come back.
@@ -230,21 +245,62 @@ impl Server {
 
     /// One round without its end marker (module doc: ordering rule).
     fn round(&mut self, root: &Path, out: &mut impl Write) -> io::Result<()> {
-        // 1. Logs: deletes go out now, changes are read now, sent last.
+        // 1. Logs: deletes go out now, renames and changes are read now,
+        //    sent last.
         let logs = self.list(root, true)?;
-        self.send_gone(&logs, true, out)?;
         let mut log_frames = Vec::new();
+        self.send_renames(root, &logs, true, &mut log_frames)?;
+        self.send_gone(&logs, true, out)?;
         for name in &logs {
             self.sync_file(root, name, &mut log_frames)?;
         }
         // 2. Data files, listed again, read and sent.
         let data = self.list(root, false)?;
+        self.send_renames(root, &data, false, out)?;
         for name in &data {
             self.sync_file(root, name, out)?;
         }
         self.send_gone(&data, false, out)?;
         // 3. The logs' changes.
         out.write_all(&log_frames)
+    }
+
+    /// Sends `M` for each file of `present` (logs or data) that is a file
+    /// already sent under another name that is gone now (same device and
+    /// inode: the sink renamed a departed worker's files), and moves what
+    /// was sent to the new name, so the mirror renames its copy (keeping
+    /// its inode, by which the verifier follows a file) instead of
+    /// deleting one and creating another.
+    fn send_renames(
+        &mut self,
+        root: &Path,
+        present: &BTreeSet<String>,
+        logs: bool,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        for name in present {
+            if self.sent.contains_key(name) {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(root.join(name)) else {
+                continue;
+            };
+            let old = self
+                .sent
+                .iter()
+                .find(|(n, s)| {
+                    is_log(n) == logs
+                        && !present.contains(*n)
+                        && (s.dev, s.ino) == (meta.dev(), meta.ino())
+                })
+                .map(|(n, _)| n.clone());
+            if let Some(old) = old {
+                let s = self.sent.remove(&old).expect("found above");
+                self.sent.insert(name.clone(), s);
+                writeln!(out, "M {} {old}{name}", old.len())?;
+            }
+        }
+        Ok(())
     }
 
     fn send_gone(
@@ -581,6 +637,30 @@ pub struct Applier {
     last_round: Option<u64>,
     /// Replacements begun (`P`) and not yet committed (`C`).
     pending: BTreeSet<String>,
+    /// Replace existing files in place (see [`apply_keeping_inodes`]).
+    keep_inodes: bool,
+    /// With `keep_inodes`: the end of what each pending replacement wrote.
+    pending_end: BTreeMap<String, u64>,
+}
+
+/// Like [`apply`], but a replacement (`R`, `P`...`C`) of a file that
+/// exists is written into that file and its length then set, so the file
+/// keeps its inode. For a sink's output: the verifier follows a data file
+/// and its txnlog by their open handles and inodes, and would go on
+/// reading a replaced file's old inode. A replacement there rewrites a
+/// committed prefix with the same bytes (a sink never changes committed
+/// output), so a reader sees no committed byte change.
+pub fn apply_keeping_inodes(
+    input: impl Read,
+    dest: &Path,
+    progress: &MirrorProgress,
+) -> Result<(), MirrorError> {
+    let result = Applier::new(dest).and_then(|mut a| {
+        a.keep_inodes = true;
+        a.run(input, progress)
+    });
+    progress.publish_end(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    result
 }
 
 /// Reads frames from `input` until its end and applies them to `dest`
@@ -600,6 +680,7 @@ enum Frame {
     Delete { name: String },
     Part { len: u64, offset: u64, name: String },
     Commit { name: String },
+    Move { old: String, new: String },
     End { round: u64 },
 }
 
@@ -615,6 +696,8 @@ impl Applier {
             frame: 0,
             last_round: None,
             pending: BTreeSet::new(),
+            keep_inodes: false,
+            pending_end: BTreeMap::new(),
         })
     }
 
@@ -699,6 +782,48 @@ impl Applier {
                 f.seek(SeekFrom::Start(offset))
                     .map_err(fail("write", &path))?;
                 self.copy_payload(input, len, &mut f, header, &path)?;
+            }
+            Frame::Replace { len, name } if self.keep_inodes && self.dest.join(&name).exists() => {
+                let path = self.dest.join(&name);
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(fail("open", &path))?;
+                self.copy_payload(input, len, &mut f, header, &path)?;
+                f.set_len(len).map_err(fail("truncate", &path))?;
+            }
+            Frame::Part { len, offset, name } if self.keep_inodes => {
+                let path = self.dest.join(&name);
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(fail("create", &path))?;
+                let end = self.pending_end.entry(name).or_default();
+                *end = if offset == 0 {
+                    len
+                } else {
+                    (*end).max(offset + len)
+                };
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(fail("write", &path))?;
+                self.copy_payload(input, len, &mut f, header, &path)?;
+            }
+            Frame::Commit { name } if self.keep_inodes => {
+                let path = self.dest.join(&name);
+                let end = self.pending_end.remove(&name).unwrap_or(0);
+                let f = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(fail("create", &path))?;
+                f.set_len(end).map_err(fail("truncate", &path))?;
+            }
+            Frame::Move { old, new } => {
+                let (from, to) = (self.dest.join(&old), self.dest.join(&new));
+                fs::rename(&from, &to).map_err(fail("rename", &from))?;
             }
             Frame::Replace { len, name } => {
                 let path = self.dest.join(&name);
@@ -889,6 +1014,21 @@ fn parse(text: &str) -> Result<Frame, String> {
         "C" => Frame::Commit {
             name: name(Some(rest))?,
         },
+        "M" => {
+            let (n, both) = rest.split_once(' ').ok_or("no names")?;
+            let n = usize::try_from(number(Some(n), "length")?).map_err(|_| "length too large")?;
+            if !both.is_char_boundary(n.min(both.len())) || n >= both.len() {
+                return Err(format!(
+                    "old name length {n} does not fit `{}`",
+                    both.escape_debug()
+                ));
+            }
+            let (old, new) = both.split_at(n);
+            Frame::Move {
+                old: name(Some(old))?,
+                new: name(Some(new))?,
+            }
+        }
         "E" => Frame::End {
             round: number(Some(rest), "round")?,
         },
@@ -908,6 +1048,11 @@ pub struct MirrorDirArgs {
     /// Milliseconds between two rounds.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub poll_ms: u64,
+    /// Do not stop when stdin ends: under crasher's remote wrapper
+    /// (`--hosts`) stdin is `/dev/null`, and the wrapper kills the mirror
+    /// when its ssh session ends.
+    #[arg(long)]
+    pub ignore_stdin: bool,
 }
 
 /// Runs `crasher mirror-dir`: 0 when stdin ends or stdout breaks, 2 (an
@@ -915,11 +1060,13 @@ pub struct MirrorDirArgs {
 pub fn run_cli(args: MirrorDirArgs) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context;
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        watcher.store(true, Ordering::SeqCst);
-    });
+    if !args.ignore_stdin {
+        let watcher = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            watcher.store(true, Ordering::SeqCst);
+        });
+    }
     let out = io::BufWriter::with_capacity(256 << 10, io::stdout().lock());
     match serve(&args.dir, out, Duration::from_millis(args.poll_ms), &stop) {
         Ok(()) => Ok(std::process::ExitCode::from(crate::exit::HOLDS)),
@@ -958,6 +1105,95 @@ mod tests {
                 .collect()
         };
         assert_eq!(list(src), list(dst));
+    }
+
+    /// The inode of `path`.
+    fn ino(path: &Path) -> u64 {
+        fs::metadata(path).unwrap().ino()
+    }
+
+    /// The sink renames a departed worker's files: the mirror renames its
+    /// copies (one `M` each, the log's after the data's), keeping their
+    /// inodes, and then follows them under the new names.
+    #[test]
+    fn a_renamed_file_is_renamed_in_the_mirror_and_keeps_its_inode() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let (s, d) = (src.path(), dst.path());
+        let mut server = Server::default();
+        let mut applier = Applier::new(d).unwrap();
+        let progress = MirrorProgress::new();
+        fs::write(s.join("output.w2"), b"abc").unwrap();
+        fs::write(s.join("output.w2.txnlog"), b"3\n").unwrap();
+        applier
+            .run(&round(&mut server, s, 1)[..], &progress)
+            .unwrap();
+        let before = (ino(&d.join("output.w2")), ino(&d.join("output.w2.txnlog")));
+        fs::rename(s.join("output.w2"), s.join("output.w2.17")).unwrap();
+        fs::rename(s.join("output.w2.txnlog"), s.join("output.w2.17.txnlog")).unwrap();
+        let frames = round(&mut server, s, 2);
+        assert_eq!(
+            String::from_utf8_lossy(&frames),
+            "M 9 output.w2output.w2.17\nM 16 output.w2.txnlogoutput.w2.17.txnlog\nE 2\n"
+        );
+        applier.run(&frames[..], &progress).unwrap();
+        same_dirs(s, d);
+        let after = (
+            ino(&d.join("output.w2.17")),
+            ino(&d.join("output.w2.17.txnlog")),
+        );
+        assert_eq!(before, after);
+        OpenOptions::new()
+            .append(true)
+            .open(s.join("output.w2.17"))
+            .unwrap()
+            .write_all(b"d")
+            .unwrap();
+        let frames = round(&mut server, s, 3);
+        assert_eq!(frames, b"W 1 3 output.w2.17\ndE 3\n".to_vec());
+    }
+
+    /// Keeping inodes (the sink's mirror), a replacement is written into
+    /// the existing copy; without, it is renamed over it.
+    #[test]
+    fn a_replacement_keeps_the_copys_inode_only_when_asked() {
+        for keep in [false, true] {
+            let dst = tempfile::tempdir().unwrap();
+            let d = dst.path();
+            let progress = MirrorProgress::new();
+            let stream = b"R 6 out\nabcdefE 1\nR 4 out\nabXYE 2\n";
+            let mut applier = Applier::new(d).unwrap();
+            applier.keep_inodes = keep;
+            applier.run(&stream[..18], &progress).unwrap();
+            let first = ino(&d.join("out"));
+            applier.run(&stream[18..], &progress).unwrap();
+            assert_eq!(fs::read(d.join("out")).unwrap(), b"abXY");
+            assert_eq!(ino(&d.join("out")) == first, keep, "keep_inodes = {keep}");
+        }
+        // A large replacement (parts, then a commit) in place.
+        let dst = tempfile::tempdir().unwrap();
+        let d = dst.path();
+        fs::write(d.join("big"), b"0123456789").unwrap();
+        let first = ino(&d.join("big"));
+        let mut applier = Applier::new(d).unwrap();
+        applier.keep_inodes = true;
+        let stream = b"P 0 0 big\nP 3 0 big\nabcP 2 3 big\ndeC big\nE 1\n";
+        applier.run(&stream[..], &MirrorProgress::new()).unwrap();
+        assert_eq!(fs::read(d.join("big")).unwrap(), b"abcde");
+        assert_eq!(ino(&d.join("big")), first);
+    }
+
+    #[test]
+    fn a_bad_rename_frame_is_an_error_naming_it() {
+        let dst = tempfile::tempdir().unwrap();
+        for bad in [&b"M 9 ab\n"[..], b"M x ab\n", b"M 1 a../x\n", b"M 2 ab\n"] {
+            let mut applier = Applier::new(dst.path()).unwrap();
+            let e = applier
+                .run(bad, &MirrorProgress::new())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("mirror frame 1"), "{e}");
+        }
     }
 
     #[test]

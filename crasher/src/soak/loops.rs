@@ -96,7 +96,13 @@ pub async fn monitor(h: Arc<Harness>) {
         if h.finished() {
             return;
         }
-        let deaths = h.cluster(|c| c.reap_unclaimed()).await;
+        let (deaths, mirror) = h
+            .cluster(|c| (c.reap_unclaimed(), c.mirror_failure()))
+            .await;
+        if let Some(e) = mirror {
+            h.finish(Outcome::Environment(e));
+            return;
+        }
         for d in deaths {
             if d.who.starts_with("feeder.") {
                 continue;

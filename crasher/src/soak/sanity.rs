@@ -328,6 +328,7 @@ pub struct Summary {
 
 /// A last full verification round and its per-key figures.
 pub async fn final_summary(h: &Arc<Harness>, inputs: &BTreeMap<String, PathBuf>) -> Summary {
+    let stale = fresh_mirrors(h).await;
     let mode = h.profile().mode;
     let mut s = match Sanity::new(h, inputs, mode) {
         Ok(s) => s,
@@ -363,11 +364,40 @@ pub async fn final_summary(h: &Arc<Harness>, inputs: &BTreeMap<String, PathBuf>)
             ));
         }
     }
+    if let Some(why) = stale {
+        text.push_str(&format!("\n  ({why})"));
+    }
     Summary {
         text,
         verified_bytes: total,
         violation,
     }
+}
+
+/// With the sink or the feeders on a host (`--hosts`): waits, 5 s at
+/// most, until each mirror has applied a round that began after this call,
+/// so the final check reads what the host holds now. `Some(why)` if one
+/// did not (the check then reads an older copy: fewer bytes verified,
+/// never a false violation, see `run::mirror`).
+async fn fresh_mirrors(h: &Harness) -> Option<String> {
+    let mirrors = h.cluster(|c| c.mirror_progress()).await;
+    if mirrors.is_empty() {
+        return None;
+    }
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        mirrors
+            .iter()
+            .find(|(_, p)| !p.wait_fresh(deadline))
+            .map(|(which, _)| {
+                format!(
+                    "the mirror of the {which} files was not fresh within 5 s: the final check \
+                     read an older copy"
+                )
+            })
+    })
+    .await
+    .unwrap_or_else(|e| Some(format!("waiting for the mirrors failed: {e}")))
 }
 
 /// What the receiver got in a TCP mode run, where nothing is verified.
