@@ -312,10 +312,32 @@ fn an_injected_bug_is_caught_across_hosts() {
 
 #[test]
 fn pause_the_world_stops_every_process_on_every_host() {
+    pause_the_world_on_hosts(None);
+}
+
+/// As above, with the sink on host1 and the feeders on host2: they, and
+/// the mirrors of their files, are stopped there too.
+#[test]
+fn pause_the_world_stops_the_sink_feeders_and_mirrors_on_hosts() {
+    pause_the_world_on_hosts(Some(("host1", "host2")));
+}
+
+/// Pause-the-world at a violation, with the sink and feeders here
+/// (`None`) or on the hosts named (sink, feeders).
+fn pause_the_world_on_hosts(placed: Option<(&str, &str)>) {
     if !lab_available() {
         return;
     }
-    let mut run = LabRun::start(
+    let lab_args: Vec<String> = match placed {
+        Some((sink, feeders)) => vec![
+            "--sink-on".into(),
+            sink.into(),
+            "--feeders-on".into(),
+            feeders.into(),
+        ],
+        None => Vec::new(),
+    };
+    let mut run = LabRun::start_with(
         &[
             "3",
             "crash1",
@@ -331,6 +353,7 @@ fn pause_the_world_stops_every_process_on_every_host() {
             "crash_worker_start=1",
         ],
         true,
+        &lab_args,
     );
     let id = run.run_id(Duration::from_secs(60));
     let manifest = run.dir.join("runs").join(&id).join("paused.json");
@@ -394,7 +417,21 @@ fn pause_the_world_stops_every_process_on_every_host() {
     };
     assert_eq!(host_of("initializer").as_deref(), Some("host0"), "{v}");
     assert_eq!(host_of("worker2").as_deref(), Some("host2"), "{v}");
-    assert_eq!(host_of("sink").as_deref(), Some("local"), "{v}");
+    let (sink, feeders) = placed.unwrap_or(("local", "local"));
+    assert_eq!(host_of("sink").as_deref(), Some(sink), "{v}");
+    assert_eq!(host_of("feeder.A").as_deref(), Some(feeders), "{v}");
+    if placed.is_some() {
+        // The mirrors run there too, and were stopped with the rest.
+        let comms: Vec<String> = remote
+            .iter()
+            .filter_map(|(pid, _)| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .collect();
+        assert!(
+            comms.iter().filter(|c| c.contains("mirror-dir")).count() == 2,
+            "{comms:?}"
+        );
+    }
     // Ctrl-C ends the pause: exit 1, nothing of the run left anywhere
     // (lab-hosts holds the hosts meanwhile).
     let soak = soak_pid(&run.dir).expect("the soak is still there");
@@ -420,10 +457,23 @@ fn pause_the_world_stops_every_process_on_every_host() {
 
 #[test]
 fn sigkill_of_crasher_leaves_no_process_on_any_host() {
+    sigkill_on_hosts(&[]);
+}
+
+/// As above, with the sink, the feeders and their mirrors on hosts.
+#[test]
+fn sigkill_of_crasher_leaves_no_sink_feeder_or_mirror_on_any_host() {
+    sigkill_on_hosts(&["--sink-on", "host1", "--feeders-on", "host2"]);
+}
+
+/// SIGKILL of crasher during a soak on lab hosts (`lab_args` to
+/// lab-hosts): nothing of the run is left anywhere within a few seconds.
+fn sigkill_on_hosts(lab_args: &[&str]) {
     if !lab_available() {
         return;
     }
-    let mut run = LabRun::start(
+    let lab_args: Vec<String> = lab_args.iter().map(|a| a.to_string()).collect();
+    let mut run = LabRun::start_with(
         &[
             "3",
             "crash1",
@@ -437,10 +487,29 @@ fn sigkill_of_crasher_leaves_no_process_on_any_host() {
             "100000",
         ],
         true,
+        &lab_args,
     );
     let id = run.run_id(Duration::from_secs(60));
     let remote = wait_for_hosts(&run, &id, 3, Duration::from_secs(60));
     let host_ns: BTreeSet<u64> = remote.iter().map(|(_, ns)| *ns).collect();
+    if !lab_args.is_empty() {
+        // The sink, both feeders and both mirrors run on the hosts.
+        let placed =
+            |c: &str| c.contains("mirror-dir") || c.contains(" sink ") || c.contains(" feed ");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = remote_processes(&id)
+                .iter()
+                .filter_map(|(pid, _)| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+                .filter(|c| placed(&String::from_utf8_lossy(c).replace('\0', " ")))
+                .count();
+            if n >= 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{n} of 5:\n{}", run.output());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let soak = soak_pid(&run.dir).expect("the soak runs");
     kill(Pid::from_raw(soak as i32), Signal::SIGKILL).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);

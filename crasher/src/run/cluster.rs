@@ -997,10 +997,9 @@ impl Cluster {
         if let Some(m) = &self.sink {
             let mut ports = BTreeMap::new();
             ports.insert("listen".to_owned(), self.sink_port());
-            processes.insert(
-                "sink".to_owned(),
-                super::state::record("sink", m.proc.pid(), m.starts, ports),
-            );
+            let mut r = super::state::record("sink", m.proc.pid(), m.starts, ports);
+            r.host = m.host().map(str::to_owned);
+            processes.insert("sink".to_owned(), r);
         }
         for (i, m) in &self.workers {
             let ports = self
@@ -1013,10 +1012,9 @@ impl Cluster {
             processes.insert(worker_name(*i), r);
         }
         for (k, m) in &self.feeders {
-            processes.insert(
-                format!("feeder.{k}"),
-                super::state::record("feeder", m.proc.pid(), m.starts, BTreeMap::new()),
-            );
+            let mut r = super::state::record("feeder", m.proc.pid(), m.starts, BTreeMap::new());
+            r.host = m.host().map(str::to_owned);
+            processes.insert(format!("feeder.{k}"), r);
         }
         let st = super::state::RunState {
             run_id: self.run.id().to_owned(),
