@@ -280,10 +280,17 @@ fn a_three_host_soak_with_crash1_crash_sink_and_grow_holds() {
 
 #[test]
 fn an_injected_bug_is_caught_across_hosts() {
+    injected_bug_is_caught(&[]);
+}
+
+/// `--inject duplicate-on-replay` under crash1 on lab hosts (`lab_args`
+/// to lab-hosts): exit 1, a sanity violation.
+fn injected_bug_is_caught(lab_args: &[&str]) {
     if !lab_available() {
         return;
     }
-    let mut run = LabRun::start(
+    let lab_args: Vec<String> = lab_args.iter().map(|a| a.to_string()).collect();
+    let mut run = LabRun::start_with(
         &[
             "3",
             "crash1",
@@ -303,6 +310,7 @@ fn an_injected_bug_is_caught_across_hosts() {
             "kill",
         ],
         false,
+        &lab_args,
     );
     let code = run.wait(Duration::from_secs(200));
     let out = run.output();
@@ -1290,33 +1298,5 @@ fn the_sink_and_feeders_on_hosts_are_verified_through_the_mirror() {
 /// run, through the mirror of the sink's output.
 #[test]
 fn an_injected_bug_is_caught_with_the_sink_on_a_host() {
-    if !lab_available() {
-        return;
-    }
-    let mut run = LabRun::start_with(
-        &[
-            "3",
-            "crash1",
-            "--duration",
-            "90s",
-            "--keys",
-            "A,B",
-            "--input-bytes",
-            "4000000",
-            "--rate",
-            "100000",
-            "--inject",
-            "duplicate-on-replay",
-            "--timing",
-            "crash_worker_start=1",
-            "--on-failure",
-            "kill",
-        ],
-        false,
-        &["--sink-on".into(), "host1".into()],
-    );
-    let code = run.wait(Duration::from_secs(200));
-    let out = run.output();
-    assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("VIOLATION (sanity)"), "{out}");
+    injected_bug_is_caught(&["--sink-on", "host1"]);
 }

@@ -964,6 +964,22 @@ fn name(word: Option<&str>) -> Result<String, String> {
     Ok(word.to_owned())
 }
 
+/// `<len> <offset> <name>` (of `W` and `P`).
+fn len_offset_name(rest: &str) -> Result<(u64, u64, String), String> {
+    let mut w = rest.splitn(3, ' ');
+    let len = number(w.next(), "length")?;
+    let offset = number(w.next(), "offset")?;
+    offset.checked_add(len).ok_or("offset + length overflows")?;
+    Ok((len, offset, name(w.next())?))
+}
+
+/// `<len> <name>` (of `R` and `T`).
+fn len_name(rest: &str) -> Result<(u64, String), String> {
+    let mut w = rest.splitn(2, ' ');
+    let len = number(w.next(), "length")?;
+    Ok((len, name(w.next())?))
+}
+
 /// Parses a header line without its newline.
 fn parse(text: &str) -> Result<Frame, String> {
     let (kind, rest) = text
@@ -971,45 +987,23 @@ fn parse(text: &str) -> Result<Frame, String> {
         .ok_or("no space after the frame kind")?;
     let frame = match kind {
         "W" => {
-            let mut w = rest.splitn(3, ' ');
-            let len = number(w.next(), "length")?;
-            let offset = number(w.next(), "offset")?;
-            offset.checked_add(len).ok_or("offset + length overflows")?;
-            Frame::Write {
-                len,
-                offset,
-                name: name(w.next())?,
-            }
+            let (len, offset, name) = len_offset_name(rest)?;
+            Frame::Write { len, offset, name }
         }
         "R" => {
-            let mut w = rest.splitn(2, ' ');
-            let len = number(w.next(), "length")?;
-            Frame::Replace {
-                len,
-                name: name(w.next())?,
-            }
+            let (len, name) = len_name(rest)?;
+            Frame::Replace { len, name }
         }
         "T" => {
-            let mut w = rest.splitn(2, ' ');
-            let len = number(w.next(), "length")?;
-            Frame::Truncate {
-                len,
-                name: name(w.next())?,
-            }
+            let (len, name) = len_name(rest)?;
+            Frame::Truncate { len, name }
         }
         "D" => Frame::Delete {
             name: name(Some(rest))?,
         },
         "P" => {
-            let mut w = rest.splitn(3, ' ');
-            let len = number(w.next(), "length")?;
-            let offset = number(w.next(), "offset")?;
-            offset.checked_add(len).ok_or("offset + length overflows")?;
-            Frame::Part {
-                len,
-                offset,
-                name: name(w.next())?,
-            }
+            let (len, offset, name) = len_offset_name(rest)?;
+            Frame::Part { len, offset, name }
         }
         "C" => Frame::Commit {
             name: name(Some(rest))?,
