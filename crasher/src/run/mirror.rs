@@ -285,13 +285,17 @@ impl Server {
             let Ok(meta) = fs::metadata(root.join(name)) else {
                 continue;
             };
+            // The old name is gone, or names another file now (a listing
+            // taken during a rename may show both names).
+            let moved_away = |old: &str| {
+                fs::metadata(root.join(old))
+                    .map_or(true, |m| (m.dev(), m.ino()) != (meta.dev(), meta.ino()))
+            };
             let old = self
                 .sent
                 .iter()
                 .find(|(n, s)| {
-                    is_log(n) == logs
-                        && !present.contains(*n)
-                        && (s.dev, s.ino) == (meta.dev(), meta.ino())
+                    is_log(n) == logs && (s.dev, s.ino) == (meta.dev(), meta.ino()) && moved_away(n)
                 })
                 .map(|(n, _)| n.clone());
             if let Some(old) = old {
@@ -330,9 +334,12 @@ impl Server {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if self.sent.remove(name).is_some() {
-                    writeln!(out, "D {name}")?;
-                }
+                // Gone since the listing: renamed (the sink renames a
+                // departed worker's files) or deleted. The next round
+                // tells which (`send_renames`, then `send_gone`); a delete
+                // sent now would lose the rename, and the mirror would
+                // hold the renamed file as a new one (a new inode, which
+                // the verifier follows as another file).
                 return Ok(());
             }
             Err(e) => {
@@ -1145,6 +1152,26 @@ mod tests {
             .unwrap();
         let frames = round(&mut server, s, 3);
         assert_eq!(frames, b"W 1 3 output.w2.17\ndE 3\n".to_vec());
+    }
+
+    /// A file renamed between the round's listing and its read is not
+    /// deleted in the copy: the next round sends the rename.
+    #[test]
+    fn a_file_renamed_after_the_listing_is_renamed_next_round_not_deleted() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let mut server = Server::default();
+        fs::write(s.join("out.txnlog"), b"3\n").unwrap();
+        let _ = round(&mut server, s, 1);
+        // The listing saw `out.txnlog`; it was renamed before the read.
+        fs::rename(s.join("out.txnlog"), s.join("out.9.txnlog")).unwrap();
+        let mut frames = Vec::new();
+        server.sync_file(s, "out.txnlog", &mut frames).unwrap();
+        assert!(frames.is_empty(), "{}", String::from_utf8_lossy(&frames));
+        assert_eq!(
+            String::from_utf8_lossy(&round(&mut server, s, 2)),
+            "M 10 out.txnlogout.9.txnlog\nE 2\n"
+        );
     }
 
     /// Keeping inodes (the sink's mirror), a replacement is written into
