@@ -1300,3 +1300,61 @@ fn the_sink_and_feeders_on_hosts_are_verified_through_the_mirror() {
 fn an_injected_bug_is_caught_with_the_sink_on_a_host() {
     injected_bug_is_caught(&["--sink-on", "host1"]);
 }
+
+/// With the sink on a host, shrinks make the sink rename the departed
+/// workers' files there; the mirror renames its copies (their inodes, by
+/// which the verifier follows them, kept), so the run holds and the run
+/// directory has the renamed files, each a prefix of the host's.
+#[test]
+fn shrinks_with_the_sink_on_a_host_rename_the_mirrored_files() {
+    if !lab_available() {
+        return;
+    }
+    let mut run = LabRun::start_with(
+        &[
+            "3",
+            "grow",
+            "shrink",
+            "--duration",
+            "30s",
+            "--keys",
+            "A,B",
+            "--input-bytes",
+            "2000000",
+            "--timing",
+            "grow_start=1",
+            "--on-failure",
+            "kill",
+        ],
+        false,
+        &["--sink-on".into(), "host1".into()],
+    );
+    let code = run.wait(Duration::from_secs(200));
+    let out = run.output();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Shrink worker"), "{out}");
+    let id = run_id(&run.stdout()).unwrap();
+    let local = run.dir.join("runs").join(&id).join("sink");
+    let remote = run.dir.join("host1/work").join(&id).join("sink");
+    // `output.workerN.SECONDS.MICROS.txnlog`: a departed worker's log.
+    let renamed: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".txnlog") && n.matches('.').count() >= 4)
+        .collect();
+    assert!(
+        !renamed.is_empty(),
+        "no renamed file in {}",
+        local.display()
+    );
+    for n in &renamed {
+        let ours = bytes(&local.join(n));
+        assert!(bytes(&remote.join(n)).starts_with(&ours), "{n}");
+        let data = n.trim_end_matches(".txnlog");
+        assert!(
+            bytes(&remote.join(data)).starts_with(&bytes(&local.join(data))),
+            "{data}"
+        );
+    }
+}
