@@ -367,3 +367,45 @@ fn ctrl_c_leaves_no_process_behind() {
 fn sigterm_leaves_no_process_behind() {
     interrupt_leaves_nothing(nix::sys::signal::Signal::SIGTERM);
 }
+
+/// A feeder that cannot run (here: its status file's directory does not
+/// exist, the mistake that first hit feeders placed on a host) fails at
+/// each start. The run says it cannot judge the cluster (exit 3, naming
+/// the feeder and its last log lines) instead of reporting the missing
+/// acks as the cluster's liveness violation.
+#[test]
+fn a_feeder_that_cannot_run_makes_the_verdict_unknown() {
+    let t = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let profile = std::fs::read_to_string(root.join("env/passthrough.toml"))
+        .unwrap()
+        .replace(
+            "\"--status-file\", \"{status}\"",
+            "\"--status-file\", \"{status}.missing/status\"",
+        );
+    assert!(profile.contains(".missing/status"));
+    let env = t.path().join("broken-feeder.toml");
+    std::fs::write(&env, profile).unwrap();
+    let started = Instant::now();
+    let (out, stdout) = soak_as_given(
+        t.path(),
+        &[
+            "2",
+            "--env",
+            env.to_str().unwrap(),
+            "--keys",
+            "A",
+            "--duration",
+            "120s",
+            "--timing",
+            "ack_progress_period=60",
+        ],
+    );
+    assert_eq!(code(&out), 3, "{stdout}");
+    assert!(
+        stdout.contains("Verdict unknown: feeder.A failed 10 times in a row"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("status file"), "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{stdout}");
+}

@@ -90,6 +90,8 @@ pub struct Member {
     /// `--hosts`: the host it runs on; `proc` is then the local `ssh`
     /// client of its session.
     remote: Option<Arc<Remote>>,
+    /// When this start of it was made.
+    started: std::time::Instant,
 }
 
 /// How long a remote process's session may take to end after its process
@@ -197,6 +199,8 @@ pub struct Death {
     pub status: String,
     /// Whether it exited with status 0.
     pub success: bool,
+    /// How long this start of it ran (about: until it was reaped).
+    pub ran_for: Duration,
 }
 
 /// A cluster-level failure to act.
@@ -628,6 +632,7 @@ impl Cluster {
                 proc,
                 starts: 1,
                 remote: Some(r.clone()),
+                started: std::time::Instant::now(),
             });
         }
         let cmd = match self.lab.as_ref().filter(|lab| lab.node(&l.name).is_some()) {
@@ -647,6 +652,7 @@ impl Cluster {
             proc,
             starts: 1,
             remote: None,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -691,7 +697,8 @@ impl Cluster {
         }
     }
 
-    /// `--hosts`: the host process `name` runs on (workers only).
+    /// `--hosts`: the host process `name` runs on (a worker, the sink or a
+    /// feeder, as the hosts file places them).
     fn remote_of(&self, name: &str) -> Option<&Arc<Remote>> {
         let h = self.hosts.as_ref()?;
         if name == "sink" {
@@ -1158,6 +1165,7 @@ impl Cluster {
                     who,
                     status: describe_status(st),
                     success: st.success(),
+                    ran_for: m.started.elapsed(),
                 });
             }
         };

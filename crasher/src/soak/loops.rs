@@ -86,6 +86,7 @@ pub async fn all_ready_by(h: &Harness, deadline: Instant) -> Result<String, Stri
 pub async fn monitor(h: Arc<Harness>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut chld = signal(SignalKind::child()).ok();
+    let mut feeder_fails = FeederFails::default();
     loop {
         match chld.as_mut() {
             Some(c) => {
@@ -105,6 +106,18 @@ pub async fn monitor(h: Arc<Harness>) {
         }
         for d in deaths {
             if d.who.starts_with("feeder.") {
+                if let Some(why) = feeder_fails.note(&d) {
+                    let log = h.run_dir().log_of(&d.who);
+                    h.out.line(&format!("{}: {why}", d.who));
+                    h.finish(Outcome::Unknown(format!(
+                        "{} {why}: it cannot run, so the run cannot judge the cluster \
+                         (no acks would be a false alarm); last log lines of {}:\n{}",
+                        d.who,
+                        log.display(),
+                        tail_lines(&log, 5)
+                    )));
+                    return;
+                }
                 continue;
             }
             let log = h.run_dir().log_of(&d.who);
@@ -160,6 +173,40 @@ pub async fn monitor(h: Arc<Harness>) {
         if let Err(e) = started {
             return env_error(&h, e);
         }
+    }
+}
+
+/// A feeder that fails within [`FEEDER_FAST_FAIL`] of each start this
+/// many times in a row cannot run at all (a missing file, a bad argument,
+/// a program it needs): crasher's built-in feeders retry their target
+/// forever, so their quick exits are not the cluster's doing.
+pub const FEEDER_FAILS_IN_A_ROW: u32 = 10;
+
+/// See [`FEEDER_FAILS_IN_A_ROW`].
+pub const FEEDER_FAST_FAIL: Duration = Duration::from_secs(2);
+
+/// Counts each feeder's failures in a row that came within
+/// [`FEEDER_FAST_FAIL`] of its start; a longer run or a success resets it.
+#[derive(Debug, Default)]
+pub struct FeederFails(BTreeMap<String, u32>);
+
+impl FeederFails {
+    /// Notes a feeder's death (one no loop caused); `Some(why)` once it
+    /// failed fast [`FEEDER_FAILS_IN_A_ROW`] times in a row.
+    pub fn note(&mut self, d: &cluster::Death) -> Option<String> {
+        let n = self.0.entry(d.who.clone()).or_default();
+        if d.success || d.ran_for >= FEEDER_FAST_FAIL {
+            *n = 0;
+            return None;
+        }
+        *n += 1;
+        (*n >= FEEDER_FAILS_IN_A_ROW).then(|| {
+            format!(
+                "failed {n} times in a row within {}s of its start (last: {})",
+                FEEDER_FAST_FAIL.as_secs(),
+                d.status
+            )
+        })
     }
 }
 
@@ -930,5 +977,41 @@ pub async fn clean_old_gzip_files(h: Arc<Harness>) {
         }
         let l = logs.clone();
         let _ = tokio::task::spawn_blocking(move || cluster::clean_old_gz(&l, 5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn death(success: bool, ran_ms: u64) -> cluster::Death {
+        cluster::Death {
+            who: "feeder.A".into(),
+            status: if success { "exit 0" } else { "exit 2" }.into(),
+            success,
+            ran_for: Duration::from_millis(ran_ms),
+        }
+    }
+
+    #[test]
+    fn only_fast_failures_in_a_row_say_a_feeder_cannot_run() {
+        let mut f = FeederFails::default();
+        for _ in 1..FEEDER_FAILS_IN_A_ROW {
+            assert_eq!(f.note(&death(false, 10)), None);
+        }
+        // A start that ran longer resets the count; so does a success.
+        assert_eq!(f.note(&death(false, 5_000)), None);
+        for _ in 1..FEEDER_FAILS_IN_A_ROW {
+            assert_eq!(f.note(&death(false, 10)), None);
+        }
+        assert_eq!(f.note(&death(true, 10)), None);
+        for _ in 1..FEEDER_FAILS_IN_A_ROW {
+            assert_eq!(f.note(&death(false, 10)), None);
+        }
+        let why = f.note(&death(false, 10)).expect("the tenth fast failure");
+        assert!(
+            why.contains("10 times in a row") && why.contains("exit 2"),
+            "{why}"
+        );
     }
 }
