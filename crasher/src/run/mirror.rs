@@ -662,19 +662,27 @@ pub fn apply_keeping_inodes(
     dest: &Path,
     progress: &MirrorProgress,
 ) -> Result<(), MirrorError> {
-    let result = Applier::new(dest).and_then(|mut a| {
-        a.keep_inodes = true;
-        a.run(input, progress)
-    });
-    progress.publish_end(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-    result
+    apply_as(input, dest, progress, true)
 }
 
 /// Reads frames from `input` until its end and applies them to `dest`
 /// (created if absent), publishing each round to `progress`, and there
 /// also the end of the stream (its error's text if it failed).
 pub fn apply(input: impl Read, dest: &Path, progress: &MirrorProgress) -> Result<(), MirrorError> {
-    let result = Applier::new(dest).and_then(|mut a| a.run(input, progress));
+    apply_as(input, dest, progress, false)
+}
+
+/// [`apply`] (`keep_inodes` false) or [`apply_keeping_inodes`].
+fn apply_as(
+    input: impl Read,
+    dest: &Path,
+    progress: &MirrorProgress,
+    keep_inodes: bool,
+) -> Result<(), MirrorError> {
+    let result = Applier::new(dest).and_then(|mut a| {
+        a.keep_inodes = keep_inodes;
+        a.run(input, progress)
+    });
     progress.publish_end(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
     result
 }

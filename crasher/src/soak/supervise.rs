@@ -318,11 +318,7 @@ pub async fn prepare(
     let lab_mode = args.network.unwrap_or(profile.network.mode) == network::NetworkMode::Lab;
     let observable = !spec.no_sanity && profile.mode == Mode::Connector;
     // Network cuts on the hosts: the fault words, or a trigger that isolates.
-    let cuts = !spec.net.is_empty()
-        || profile
-            .triggers
-            .iter()
-            .any(|t| t.action == crate::run::profile::TriggerAction::Isolate);
+    let cuts = cuts_network(spec, &profile);
     let mut cluster = Cluster::new(profile, run.clone(), ports, settings)?;
     if let Some(file) = &args.hosts {
         let cfg = crate::run::hosts::HostsConfig::load(file)?;
@@ -641,12 +637,7 @@ fn placed_off_control(
     if cfg.sink.is_none() && cfg.feeders.is_none() {
         return None;
     }
-    let cuts = !spec.net.is_empty()
-        || profile
-            .triggers
-            .iter()
-            .any(|t| t.action == crate::run::profile::TriggerAction::Isolate);
-    if cuts {
+    if cuts_network(spec, profile) {
         return Some(
             "network faults (and isolate triggers) with the sink or the feeders on a host are \
              not supported: their rules assume both on the control machine (docs/hosts.md)"
@@ -661,4 +652,14 @@ fn placed_off_control(
         );
     }
     None
+}
+
+/// Whether the run cuts network links: a network fault word, or a log
+/// trigger that isolates a node.
+fn cuts_network(spec: &super::spec::SoakSpec, profile: &crate::run::profile::Profile) -> bool {
+    !spec.net.is_empty()
+        || profile
+            .triggers
+            .iter()
+            .any(|t| t.action == crate::run::profile::TriggerAction::Isolate)
 }
